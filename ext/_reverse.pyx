@@ -1,0 +1,47 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Band reversal with a tunable amount of busy work per element, in a nogil loop.
+
+The private half of ``mpraster.builtin_kernels.reverse``: the wrapper checks shapes and
+allocates the output; this loop never sees a bad shape.
+"""
+
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+ctypedef fused pixel_t:
+    int8_t
+    uint8_t
+    int16_t
+    uint16_t
+    int32_t
+    uint32_t
+    int64_t
+    uint64_t
+    float
+    double
+
+
+def reverse_bands(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, Py_ssize_t cost):
+    """Write ``src`` with its bands in reverse order into ``dst``, spending ``cost`` float
+    additions per element.
+
+    The additions form one dependent chain per element, as in rasterio's
+    ``_example.compute``, but they run on a separate accumulator so the pixels are copied
+    exactly (no float round trip). The accumulator is returned so that the compiler cannot
+    drop the work, and summing it in order keeps the loop scalar, like rasterio's.
+    """
+    cdef Py_ssize_t bands = src.shape[0]
+    cdef Py_ssize_t rows = src.shape[1]
+    cdef Py_ssize_t cols = src.shape[2]
+    cdef Py_ssize_t b, i, j, k
+    cdef double work
+    cdef double sink = 0.0
+    with nogil:
+        for b in range(bands):
+            for i in range(rows):
+                for j in range(cols):
+                    work = <double>j
+                    for k in range(cost):
+                        work = work + 1.0
+                    sink = sink + work
+                    dst[bands - 1 - b, i, j] = src[b, i, j]
+    return sink

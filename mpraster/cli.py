@@ -1,0 +1,225 @@
+"""The ``mpraster`` command line: a thin click layer over `mpraster.run`.
+
+Every `MprasterError` becomes a one-line message and its own exit code; a traceback is
+shown only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mpraster.engine import IO_PLACEMENTS, MODES, StopSignal, run
+from mpraster.errors import MprasterError
+from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
+from mpraster.progress import PROGRESS_KINDS, make_progress
+
+
+def _key_value_pairs(option: str) -> Callable[[click.Context, click.Parameter, Any], dict]:
+    """A click callback parsing repeated ``KEY=VALUE`` options into a dict."""
+
+    def parse(ctx: click.Context, param: click.Parameter, values: Any) -> dict:
+        pairs = {}
+        for item in values or ():
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+            pairs[key.strip()] = value.strip()
+        return pairs
+
+    return parse
+
+
+def _stop_on_signals() -> StopSignal:
+    """Turn SIGINT and SIGTERM into a clean stop; a second signal stops at once."""
+    stop = StopSignal()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mpraster")
+def main() -> None:
+    """Run a raster kernel over GeoTIFFs window by window, in parallel."""
+
+
+@main.command("run")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--kernel",
+    "-k",
+    "kernel_ref",
+    required=True,
+    help="Kernel name, module:function or file.py:function.",
+)
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    callback=_key_value_pairs("-p"),
+    help="Kernel parameter NAME=VALUE (repeatable).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="auto",
+    show_default=True,
+    help="Run windows in threads or processes; auto picks from the kernel.",
+)
+@click.option(
+    "--io",
+    "io",
+    type=click.Choice(IO_PLACEMENTS),
+    default=None,
+    help="Who reads windows: the main process or each worker. [default: from the mode]",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=int,
+    default=None,
+    help="Number of workers. [default: CPUs this job may use]",
+)
+@click.option(
+    "--prefetch", type=int, default=2, show_default=True, help="Windows in flight per worker."
+)
+@click.option(
+    "--block-size",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Window and output tile size (multiple of 16).",
+)
+@click.option(
+    "--co",
+    "--profile",
+    "creation_options",
+    multiple=True,
+    callback=_key_value_pairs("--co"),
+    help="GTiff creation option KEY=VALUE (repeatable), e.g. COMPRESS=DEFLATE.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing output (once the new one is complete)."
+)
+@click.option(
+    "--progress",
+    type=click.Choice(PROGRESS_KINDS),
+    default="auto",
+    show_default=True,
+    help="auto: a bar on a terminal, log lines otherwise.",
+)
+@click.option(
+    "--log-interval",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between progress log lines.",
+)
+@click.option(
+    "--stats-json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the run's figures to this JSON file.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks (a worker's too) on error.")
+def run_command(
+    files,
+    kernel_ref,
+    params,
+    mode,
+    io,
+    jobs,
+    prefetch,
+    block_size,
+    creation_options,
+    overwrite,
+    progress,
+    log_interval,
+    stats_json,
+    quiet,
+    verbose,
+) -> None:
+    """Run a kernel over INPUT... and write OUTPUT.
+
+    \b
+    $ mpraster run RGB.byte.tif reversed.tif --kernel reverse -p cost=500 -j 2
+    $ mpraster run in.tif out.tif -k reverse-py --mode processes --io workers
+    """
+    if len(files) < 2:
+        raise click.UsageError("give at least one INPUT and an OUTPUT")
+    *inputs, output = files
+    stop = _stop_on_signals()
+    try:
+        stats = run(
+            inputs,
+            output,
+            kernel_ref,
+            mode=mode,
+            io=io,
+            jobs=jobs,
+            params=params,
+            prefetch=prefetch,
+            block_size=block_size,
+            creation_options=creation_options,
+            overwrite=overwrite,
+            progress=make_progress(progress, sys.stderr, log_interval),
+            stop=stop,
+        )
+    except MprasterError as err:
+        if verbose:
+            traceback.print_exception(err, file=sys.stderr)
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(err.exit_code)
+    if stats_json:
+        with open(stats_json, "w") as fh:
+            json.dump(stats.as_dict(), fh, indent=2)
+    if not quiet:
+        click.echo(f"mpraster: {stats.summary()}", err=True)
+
+
+@main.command("kernels")
+@click.argument("name", required=False)
+def kernels_command(name: str | None) -> None:
+    """List the kernels, or show one in full.
+
+    \b
+    $ mpraster kernels
+    $ mpraster kernels reverse
+    """
+    if name:
+        try:
+            k = load_kernel(name)
+        except MprasterError as err:
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(err.exit_code)
+        params = ", ".join(p.describe() for p in k.params.values()) or "none"
+        click.echo(f"{k.name}\n  halo: {k.halo}\n  releases GIL: {k.releases_gil}")
+        click.echo(f"  input dtypes: {', '.join(k.dtypes) if k.dtypes else 'any'}")
+        click.echo(f"  parameters: {params}\n")
+        click.echo(__import__("inspect").getdoc(k.func) or "")
+        return
+    for k in builtin_kernels().values():
+        params = ", ".join(p.describe() for p in k.params.values()) or "none"
+        gil = "nogil" if k.releases_gil else "GIL"
+        click.echo(f"{k.name:<16} halo {k.halo}  {gil:<5}  {params}\n  {k.doc}")
+    for plugin in plugin_kernels():
+        click.echo(f"{plugin:<16} (plugin)")
+
+
+if __name__ == "__main__":
+    main()

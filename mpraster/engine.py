@@ -1,0 +1,486 @@
+"""The one scheduling loop, written once against ``concurrent.futures.Executor``.
+
+Threads and processes differ only in the executor the factory builds and in who reads
+the windows (``io="main"``: the main process reads and ships arrays; ``io="workers"``:
+every worker opens the inputs once and reads its own windows). Results are written by
+the main process in plan order through a bounded reorder buffer, so the output file is
+the same bytes whatever the mode, the I/O placement and the number of workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mpraster.errors import Interrupted, OptionError, WindowFailed, WorkerDied
+from mpraster.io import (
+    OutputWriter,
+    check_output,
+    describe_window,
+    inspect_inputs,
+    open_raster,
+    output_profile,
+    read_window,
+)
+from mpraster.kernels import Kernel, load_kernel
+from mpraster.plan import WindowTask, check_block_size, plan_windows
+from mpraster.progress import NullProgress, ProgressSink, RunStats
+
+MODES = ("auto", "threads", "processes")
+IO_PLACEMENTS = ("main", "workers")
+
+
+def default_jobs() -> int:
+    """The CPUs this process may use: SLURM's or PBS's allocation, else the affinity mask.
+
+    ``os.cpu_count()`` reports the whole node, which on a shared cluster node is far more
+    than the job was given.
+    """
+    for variable in ("SLURM_CPUS_PER_TASK", "NCPUS"):
+        value = os.environ.get(variable, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def resolve_mode(mode: str, io: str | None, kernel: Kernel) -> tuple[str, str, str]:
+    """Choose the mode and I/O placement; returns (mode, io, why).
+
+    ``auto`` runs a GIL-releasing kernel in threads with main I/O, and one that holds the
+    GIL in processes with worker I/O, so that neither the kernel nor the decoding is
+    serialised by the GIL.
+
+    Raises
+    ------
+    OptionError
+        For an unknown mode or I/O placement.
+    """
+    if mode not in MODES:
+        raise OptionError(f"unknown --mode '{mode}'; choose one of {', '.join(MODES)}")
+    if io is not None and io not in IO_PLACEMENTS:
+        raise OptionError(f"unknown --io '{io}'; choose one of {', '.join(IO_PLACEMENTS)}")
+    if mode != "auto":
+        return mode, io or "main", f"--mode {mode} was given"
+    if kernel.releases_gil:
+        return "threads", io or "main", f"kernel '{kernel.name}' releases the GIL"
+    return "processes", io or "workers", f"kernel '{kernel.name}' holds the GIL"
+
+
+def _check_count(value: Any, option: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f"{option} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------- worker side
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, small and picklable (no arrays, no handles)."""
+
+    run_id: int
+    kernel_ref: str
+    params: Mapping[str, Any]
+    paths: tuple[str, ...]
+    dtype: str
+    bands: int
+    in_process: bool
+
+
+@dataclass
+class WindowResult:
+    """One window's output and the time spent on it, sent back to the main process."""
+
+    index: int
+    data: np.ndarray
+    read_seconds: float
+    compute_seconds: float
+    bytes_read: int
+
+
+class _WorkerState:
+    """A worker's kernel and, for worker I/O, its own dataset handles (opened lazily)."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.kernel = load_kernel(spec.kernel_ref)
+        self.datasets: list | None = None
+
+    def read(self, task: WindowTask) -> list[np.ndarray]:
+        if self.datasets is None:
+            self.datasets = []
+            for path in self.spec.paths:
+                self.datasets.append(open_raster(path))
+        return read_window(self.datasets, task)
+
+    def close(self) -> None:
+        for dataset in self.datasets or ():
+            dataset.close()
+        self.datasets = None
+
+
+_local = threading.local()
+# Worker states of thread pools in this process, by run, so the main thread can close
+# their dataset handles once the pool has shut down.
+_thread_states: dict[int, list[_WorkerState]] = {}
+_thread_states_lock = threading.Lock()
+
+
+def _init_worker(spec: WorkerSpec) -> None:
+    if spec.in_process:
+        # The main process owns Ctrl-C and the batch system's SIGTERM: it stops dispatching
+        # and cleans up; a worker that died of the signal first would look like a crash.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    state = _WorkerState(spec)
+    _local.state = state
+    if not spec.in_process:
+        with _thread_states_lock:
+            _thread_states.setdefault(spec.run_id, []).append(state)
+
+
+def _close_thread_states(run_id: int) -> None:
+    with _thread_states_lock:
+        states = _thread_states.pop(run_id, [])
+    for state in states:
+        state.close()
+
+
+def apply_kernel(
+    kernel: Kernel,
+    params: Mapping[str, Any],
+    task: WindowTask,
+    arrays: Sequence[np.ndarray],
+    dtype: np.dtype,
+    bands: int,
+) -> np.ndarray:
+    """Run the kernel on one window's arrays, check its result and crop off the halo.
+
+    Raises
+    ------
+    WindowFailed
+        If the kernel raises, or returns something other than a (bands, rows, cols) array
+        of the declared dtype, naming the window.
+    """
+    try:
+        out = kernel.func(*arrays, **params)
+    except Exception as err:
+        raise WindowFailed(
+            f"kernel '{kernel.name}' failed on window {describe_window(task)}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    rows, cols = int(task.read.height), int(task.read.width)
+    if isinstance(out, np.ndarray) and out.ndim == 2 and bands == 1:
+        out = out[np.newaxis]
+    if not isinstance(out, np.ndarray) or out.shape != (bands, rows, cols) or out.dtype != dtype:
+        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise WindowFailed(
+            f"kernel '{kernel.name}' returned {got} on window {describe_window(task)}; "
+            f"expected {dtype} {(bands, rows, cols)} (declare dtype= and bands= in "
+            "@mpraster.kernel if they differ from the input's)"
+        )
+    r0, r1, c0, c1 = task.crop
+    if (r0, c0, r1, c1) != (0, 0, rows, cols):
+        out = out[:, r0:r1, c0:c1]
+    return out
+
+
+def _compute(task: WindowTask, arrays: list[np.ndarray]) -> WindowResult:
+    state: _WorkerState = _local.state
+    start = time.perf_counter()
+    out = apply_kernel(
+        state.kernel, state.spec.params, task, arrays, np.dtype(state.spec.dtype), state.spec.bands
+    )
+    return WindowResult(task.index, out, 0.0, time.perf_counter() - start, 0)
+
+
+def _read_and_compute(task: WindowTask) -> WindowResult:
+    state: _WorkerState = _local.state
+    start = time.perf_counter()
+    arrays = state.read(task)
+    read_seconds = time.perf_counter() - start
+    result = _compute(task, arrays)
+    result.read_seconds = read_seconds
+    result.bytes_read = sum(a.nbytes for a in arrays)
+    return result
+
+
+# ---------------------------------------------------------------- executors
+
+
+def _thread_executor(jobs: int, spec: WorkerSpec) -> Executor:
+    return ThreadPoolExecutor(
+        max_workers=jobs, thread_name_prefix="mpraster", initializer=_init_worker, initargs=(spec,)
+    )
+
+
+def _process_executor(jobs: int, spec: WorkerSpec) -> Executor:
+    # Never fork: a forked child inherits GDAL's mutexes in whatever state the parent's
+    # threads left them, and deadlocks. Spawned workers start clean.
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(spec,),
+    )
+
+
+EXECUTOR_FACTORIES: dict[str, Callable[[int, WorkerSpec], Executor]] = {
+    "threads": _thread_executor,
+    "processes": _process_executor,
+}
+
+
+def _stop_executor(executor: Executor) -> None:
+    """Stop at once after an error or an interrupt: cancel queued work, end process workers."""
+    if isinstance(executor, ProcessPoolExecutor):
+        # Workers ignore SIGTERM (see _init_worker), so they are killed outright, before
+        # shutdown: a worker busy on a long window would otherwise hold the run up.
+        kill = getattr(executor, "kill_workers", None)  # Python >= 3.14
+        if kill is not None:
+            kill()
+        else:
+            # Before 3.14 there is no public way to reach the workers.
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
+                if process.is_alive():
+                    process.kill()
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- the loop
+
+_run_ids = itertools.count(1)
+_STOP_POLL_SECONDS = 0.1
+
+
+class StopSignal:
+    """A request to stop a run, with the signal that asked for it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signum = int(signal.SIGINT)
+
+    def set(self, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+def _collect(future: Future, task: WindowTask, in_flight: Sequence[WindowTask]) -> WindowResult:
+    try:
+        return future.result()
+    except BrokenProcessPool as err:
+        lost = ", ".join(describe_window(t) for t in sorted(in_flight, key=lambda t: t.index))
+        raise WorkerDied(
+            "a worker process died (crashed, killed or out of memory) while windows "
+            f"{lost} were in flight; nothing was written to the output"
+        ) from err
+
+
+def _schedule(
+    tasks: Sequence[WindowTask],
+    submit: Callable[[WindowTask], Future],
+    write: Callable[[WindowTask, WindowResult], None],
+    max_in_flight: int,
+    stats: RunStats,
+    stop: StopSignal | None = None,
+) -> None:
+    """Submit as results drain, keep at most ``max_in_flight`` windows, write in plan order.
+
+    ``Executor.map`` would submit the whole plan at once, and memory would grow with the
+    raster; here a window counts as in flight from submission until it is written, so
+    finished windows waiting for an earlier one also count against the bound.
+
+    Raises
+    ------
+    Interrupted
+        Once ``stop`` is set, at the next safe point (never in the middle of starting a
+        worker process, which would leave a half-spawned child behind).
+    """
+    pending: dict[Future, WindowTask] = {}
+    ready: dict[int, WindowResult] = {}
+    submitted = written = 0
+    while written < len(tasks):
+        if stop is not None and stop.is_set():
+            raise Interrupted(
+                f"stopped by {signal.Signals(stop.signum).name}; nothing was written to the output",
+                stop.signum,
+            )
+        while submitted < len(tasks) and submitted - written < max_in_flight:
+            task = tasks[submitted]
+            pending[submit(task)] = task
+            submitted += 1
+        start = time.perf_counter()
+        # The timeout only bounds how long a stop request waits to be seen.
+        done, _ = wait(pending, timeout=_STOP_POLL_SECONDS, return_when=FIRST_COMPLETED)
+        stats.wait_seconds += time.perf_counter() - start
+        for future in done:
+            task = pending.pop(future)
+            ready[task.index] = _collect(future, task, [task, *pending.values()])
+        while written < len(tasks) and tasks[written].index in ready:
+            write(tasks[written], ready.pop(tasks[written].index))
+            written += 1
+
+
+def run(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    kernel: str | Kernel,
+    *,
+    mode: str = "auto",
+    io: str | None = None,
+    jobs: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    prefetch: int = 2,
+    block_size: int = 512,
+    creation_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: ProgressSink | None = None,
+    stop: StopSignal | None = None,
+) -> RunStats:
+    """Run ``kernel`` over ``inputs`` window by window and write ``output``.
+
+    Parameters
+    ----------
+    inputs : path or sequence of paths
+        The input rasters; the kernel receives one (bands, rows, cols) array per input.
+    output : path
+        The GeoTIFF to write; it appears only once complete.
+    kernel : str or Kernel
+        A built-in or plugin kernel name, ``package.module:function`` or
+        ``path/to/file.py:function``.
+    mode : {"auto", "threads", "processes"}
+        ``auto`` picks threads for a GIL-releasing kernel, processes otherwise.
+    io : {"main", "workers"}, optional
+        Who reads the windows; default from the mode (see `resolve_mode`).
+    jobs : int, optional
+        Number of workers; default `default_jobs`.
+    params : mapping, optional
+        Kernel parameters, as strings or typed values.
+    prefetch : int
+        Windows in flight per worker; at most ``jobs * prefetch`` are held at once.
+    block_size : int
+        Window and output tile size (a multiple of 16).
+    creation_options : mapping, optional
+        GDAL GTiff creation options (``COMPRESS=DEFLATE``, ``NUM_THREADS=2``, ...).
+    overwrite : bool
+        Replace an existing output (only once the new one is complete).
+    progress : ProgressSink, optional
+        Where to report progress; default none.
+    stop : StopSignal, optional
+        Set it (from a signal handler, another thread) to stop the run cleanly; the CLI
+        sets it on SIGINT and SIGTERM.
+
+    Returns
+    -------
+    RunStats
+
+    Raises
+    ------
+    MprasterError
+        A precise subclass for every bad input, failed window or dead worker; the target
+        is untouched and no partial file is left.
+    """
+    wall_start = time.perf_counter()
+    paths = (
+        [os.fspath(inputs)]
+        if isinstance(inputs, (str, os.PathLike))
+        else [os.fspath(p) for p in inputs]
+    )
+    if not paths:
+        raise OptionError("no input given; pass at least one raster")
+    output = os.fspath(output)
+    kernel = kernel if isinstance(kernel, Kernel) else load_kernel(kernel)
+    parsed = kernel.parse_params(params or {})
+    jobs = default_jobs() if jobs is None else _check_count(jobs, "-j/--jobs")
+    prefetch = _check_count(prefetch, "--prefetch")
+    check_block_size(block_size)
+    mode, io, _ = resolve_mode(mode, io, kernel)
+    infos = inspect_inputs(paths)
+    kernel.check_dtypes([i.dtype for i in infos], paths)
+    dtype = kernel.output_dtype([i.dtype for i in infos], parsed)
+    bands = kernel.output_bands([i.count for i in infos], parsed)
+    profile = output_profile(infos[0], dtype, bands, block_size, creation_options)
+    check_output(output, overwrite)
+    tasks = plan_windows(infos[0].height, infos[0].width, block_size, kernel.halo)
+
+    stats = RunStats(mode=mode, io=io, jobs=jobs, kernel=kernel.name)
+    progress = progress or NullProgress()
+    spec = WorkerSpec(
+        run_id=next(_run_ids),
+        kernel_ref=kernel.ref,
+        params=parsed,
+        paths=tuple(paths),
+        dtype=dtype.name,
+        bands=bands,
+        in_process=mode == "processes",
+    )
+    main_readers = [open_raster(p) for p in paths] if io == "main" else []
+    executor = EXECUTOR_FACTORIES[mode](jobs, spec)
+    finished = False
+    try:
+        with OutputWriter(output, profile, overwrite) as writer:
+
+            def submit(task: WindowTask) -> Future:
+                if io == "workers":
+                    return executor.submit(_read_and_compute, task)
+                start = time.perf_counter()
+                arrays = read_window(main_readers, task)
+                stats.read_seconds += time.perf_counter() - start
+                stats.bytes_read += sum(a.nbytes for a in arrays)
+                return executor.submit(_compute, task, arrays)
+
+            def write(task: WindowTask, result: WindowResult) -> None:
+                start = time.perf_counter()
+                writer.write(result.data, task.window)
+                stats.write_seconds += time.perf_counter() - start
+                stats.windows += 1
+                stats.pixels += task.pixels
+                stats.bytes_written += result.data.nbytes
+                stats.read_seconds += result.read_seconds
+                stats.compute_seconds += result.compute_seconds
+                stats.bytes_read += result.bytes_read
+                progress.advance(1, task.pixels)
+
+            progress.start(len(tasks), sum(t.pixels for t in tasks))
+            _schedule(tasks, submit, write, jobs * prefetch, stats, stop)
+            start = time.perf_counter()
+            writer.commit()
+            stats.write_seconds += time.perf_counter() - start
+        finished = True
+    except KeyboardInterrupt as err:
+        raise Interrupted("interrupted; nothing was written to the output", signal.SIGINT) from err
+    finally:
+        if finished:
+            executor.shutdown(wait=True)
+        else:
+            _stop_executor(executor)
+        _close_thread_states(spec.run_id)
+        for reader in main_readers:
+            reader.close()
+        progress.close()
+    stats.wall_seconds = time.perf_counter() - wall_start
+    return stats

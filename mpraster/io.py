@@ -1,0 +1,329 @@
+"""Inputs and the output: opening, checking the grid, reading windows, the atomic writer.
+
+GDAL dataset handles are never shared: every reader opens its own with ``sharing=False``
+(GDAL would otherwise hand every thread of a process the same handle).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from mpraster.errors import (
+    InputMismatchError,
+    InputNotFoundError,
+    NotARasterError,
+    OptionError,
+    OutputExistsError,
+    OutputPathError,
+    RasterReadError,
+)
+from mpraster.plan import WindowTask
+
+# Creation options that would break the tile-aligned plan; --block-size owns them.
+_RESERVED_CREATION_OPTIONS = {"tiled", "blockxsize", "blockysize", "driver"}
+
+
+def _one_line(err: BaseException) -> str:
+    """GDAL's own words for an error on one line.
+
+    rasterio raises "Read failed. See previous exception for details." and chains GDAL's
+    messages as causes; the deepest cause is the one that says what went wrong.
+    """
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What the planner needs to know about one input, read once from its header."""
+
+    path: str
+    count: int
+    dtype: str
+    height: int
+    width: int
+    crs: CRS | None
+    transform: Affine
+    nodata: float | None
+
+
+def _looks_like_tiff(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def open_raster(path: str) -> rasterio.io.DatasetReader:
+    """Open ``path`` for reading with a handle of its own.
+
+    Raises
+    ------
+    InputNotFoundError
+        If there is no file at ``path``.
+    NotARasterError
+        If GDAL cannot open it as a raster.
+    RasterReadError
+        If it is a TIFF that GDAL cannot open (truncated or corrupt).
+    """
+    if not os.path.exists(path):
+        raise InputNotFoundError(f"input not found: {path}; check the path")
+    if os.path.isdir(path):
+        raise NotARasterError(f"input is a folder, not a raster: {path}")
+    try:
+        return rasterio.open(path, sharing=False)
+    except RasterioError as err:
+        if _looks_like_tiff(path):
+            raise RasterReadError(
+                f"cannot read {path}: {_one_line(err)}; the file may be truncated or corrupt"
+            ) from err
+        raise NotARasterError(
+            f"cannot open {path} as a raster: {_one_line(err)}; give a GeoTIFF or another "
+            "format GDAL reads"
+        ) from err
+
+
+def inspect_inputs(paths: Sequence[str]) -> list[InputInfo]:
+    """Read every input's header and check that they share one grid.
+
+    Raises
+    ------
+    InputNotFoundError, NotARasterError
+        For an input that is missing or not a raster.
+    InputMismatchError
+        If the inputs differ in size, transform or CRS (the first difference is named).
+    """
+    infos = []
+    for path in paths:
+        with open_raster(path) as src:
+            infos.append(
+                InputInfo(
+                    path=path,
+                    count=src.count,
+                    dtype=src.dtypes[0],
+                    height=src.height,
+                    width=src.width,
+                    crs=src.crs,
+                    transform=src.transform,
+                    nodata=src.nodata,
+                )
+            )
+            if len(set(src.dtypes)) > 1:
+                raise NotARasterError(
+                    f"{path} has bands of different data types {sorted(set(src.dtypes))}; "
+                    "mpraster needs one data type per input"
+                )
+    first = infos[0]
+    for other in infos[1:]:
+        if (other.height, other.width) != (first.height, first.width):
+            difference = f"size {other.height}x{other.width} != {first.height}x{first.width}"
+        elif not other.transform.almost_equals(first.transform):
+            difference = f"transform {tuple(other.transform)[:6]} != {tuple(first.transform)[:6]}"
+        elif other.crs != first.crs:
+            difference = f"CRS {other.crs} != {first.crs}"
+        else:
+            continue
+        raise InputMismatchError(
+            f"inputs {first.path} and {other.path} do not share a grid: {difference}; "
+            "warp one onto the other first (rio warp --like)"
+        )
+    return infos
+
+
+def read_window(
+    datasets: Sequence[rasterio.io.DatasetReader], task: WindowTask
+) -> list[np.ndarray]:
+    """Read ``task.read`` from every dataset, filling past the raster's edge.
+
+    Reads that reach past the edge (windows grown by a halo) read the part inside the
+    raster and replicate its edge pixels outwards, which keeps neighbourhood kernels
+    identical to a whole-raster computation at the edges.
+
+    Raises
+    ------
+    RasterReadError
+        If GDAL fails to read (a truncated or corrupt file), naming the file and window.
+    """
+    arrays = []
+    for src in datasets:
+        read = task.read
+        inner = read.intersection(Window(0, 0, src.width, src.height))
+        try:
+            data = src.read(window=inner)
+        except RasterioError as err:
+            raise RasterReadError(
+                f"reading {src.name} failed at window {describe_window(task)}: "
+                f"{_one_line(err)}; the file may be truncated or corrupt"
+            ) from err
+        pad = (
+            (0, 0),
+            (
+                int(inner.row_off - read.row_off),
+                int(read.height - inner.height - inner.row_off + read.row_off),
+            ),
+            (
+                int(inner.col_off - read.col_off),
+                int(read.width - inner.width - inner.col_off + read.col_off),
+            ),
+        )
+        if any(pad[1]) or any(pad[2]):
+            data = np.pad(data, pad, mode="edge")
+        arrays.append(data)
+    return arrays
+
+
+def describe_window(task: WindowTask) -> str:
+    """A short, human name for a task's window."""
+    w = task.window
+    return (
+        f"{task.index} (row {int(w.row_off)}, col {int(w.col_off)}, {int(w.height)}x{int(w.width)})"
+    )
+
+
+def _representable(value: float | None, dtype: np.dtype) -> bool:
+    if value is None:
+        return False
+    if np.issubdtype(dtype, np.floating):
+        return True
+    if np.isnan(value):
+        return False
+    info = np.iinfo(dtype)
+    return float(value).is_integer() and info.min <= value <= info.max
+
+
+def output_profile(
+    first: InputInfo,
+    dtype: np.dtype,
+    count: int,
+    block: int,
+    creation_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The output's profile: the input's grid, the kernel's dtype and bands, tiled at ``block``.
+
+    Raises
+    ------
+    OptionError
+        If a creation option would change the tiling (use ``block_size``) or the driver.
+    """
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "dtype": dtype.name,
+        "count": count,
+        "height": first.height,
+        "width": first.width,
+        "crs": first.crs,
+        "transform": first.transform,
+        "nodata": first.nodata if _representable(first.nodata, dtype) else None,
+        "tiled": True,
+        "blockxsize": block,
+        "blockysize": block,
+        "bigtiff": "IF_SAFER",
+    }
+    for key, value in (creation_options or {}).items():
+        if key.lower() in _RESERVED_CREATION_OPTIONS:
+            raise OptionError(
+                f"creation option {key.upper()} is set by mpraster (tiled GeoTIFF); "
+                "use --block-size to choose the tile size"
+            )
+        profile[key.lower()] = value
+    return profile
+
+
+def check_output(target: str, overwrite: bool) -> None:
+    """Check, before any work, that ``target`` may be written.
+
+    Raises
+    ------
+    OutputExistsError
+        If it exists and ``overwrite`` is false.
+    OutputPathError
+        If it is a folder, or its folder is missing or not a folder.
+    """
+    if os.path.isdir(target):
+        raise OutputPathError(f"output is a folder: {target}; give a file name")
+    if os.path.lexists(target) and not overwrite:
+        raise OutputExistsError(f"output exists: {target}; pass --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.exists(folder):
+        raise OutputPathError(f"output folder does not exist: {folder}; create it first")
+    if not os.path.isdir(folder):
+        raise OutputPathError(f"output folder is not a folder: {folder}")
+
+
+def partial_path(target: str) -> str:
+    """Where the output is built before it is renamed into place."""
+    return f"{target}.partial"
+
+
+class OutputWriter:
+    """The single writer: builds the output beside the target, renames it in when complete.
+
+    Use as a context manager; `commit` makes the output appear at the target. Leaving the
+    block without committing (an error, Ctrl-C) removes the partial file and leaves any
+    earlier output at the target untouched.
+    """
+
+    def __init__(self, target: str, profile: Mapping[str, Any], overwrite: bool) -> None:
+        self.target = target
+        self.path = partial_path(target)
+        self.profile = dict(profile)
+        self.overwrite = overwrite
+        self._dst: rasterio.io.DatasetWriter | None = None
+
+    def __enter__(self) -> OutputWriter:
+        check_output(self.target, self.overwrite)
+        try:
+            self._dst = rasterio.open(self.path, "w", **self.profile)
+        except (RasterioError, OSError) as err:
+            self._remove_partial()
+            raise OutputPathError(
+                f"cannot create {self.path}: {_one_line(err)}; check that the output "
+                "folder is writable and has space"
+            ) from err
+        return self
+
+    def write(self, array: np.ndarray, window: Window) -> None:
+        """Write one window's result."""
+        try:
+            self._dst.write(array, window=window)
+        except RasterioError as err:
+            raise OutputPathError(f"writing {self.path} failed: {_one_line(err)}") from err
+
+    def commit(self) -> None:
+        """Close the output and move it to the target (replacing one only with overwrite)."""
+        dst, self._dst = self._dst, None
+        try:
+            dst.close()
+        except RasterioError as err:
+            self._remove_partial()
+            raise OutputPathError(f"finishing {self.path} failed: {_one_line(err)}") from err
+        if os.path.lexists(self.target) and not self.overwrite:
+            self._remove_partial()
+            raise OutputExistsError(
+                f"output appeared while running: {self.target}; pass --overwrite to replace it"
+            )
+        os.replace(self.path, self.target)
+
+    def _remove_partial(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._dst is not None:
+            dst, self._dst = self._dst, None
+            try:
+                dst.close()
+            finally:
+                self._remove_partial()

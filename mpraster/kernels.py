@@ -1,0 +1,332 @@
+"""The kernel registry: metadata, look-up of built-in, plugin and user kernels, parameters.
+
+A kernel is a function from one array per input, each shaped (bands, rows, cols), to one
+array of the same rows and cols. Its parameters are keyword-only arguments with a type
+annotation and a default; they arrive from the command line as ``-p name=value`` strings
+and are converted and checked here, before any work starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mpraster.errors import KernelDtypeError, KernelNotFoundError, KernelParameterError
+
+ENTRY_POINT_GROUP = "mpraster.kernels"
+_BUILTIN_MODULE = "mpraster.builtin_kernels"
+_SPEC_ATTR = "__mpraster_kernel__"
+_PARAM_TYPES = (int, float, bool, str)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One kernel parameter: its type, its default and a line of help."""
+
+    name: str
+    type: type
+    default: Any
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.type.__name__}, default {self.default!r})"
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What the `kernel` decorator records about a function."""
+
+    name: str | None = None
+    releases_gil: bool = False
+    halo: int = 0
+    dtypes: tuple[str, ...] | None = None
+    dtype: str | Callable[..., Any] | None = None
+    bands: int | Callable[..., int] | None = None
+    validate: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A loaded kernel with everything the engine needs to know about it.
+
+    ``ref`` is how a worker process finds the kernel again: a built-in or plugin name,
+    ``package.module:function`` or ``path/to/file.py:function``.
+    """
+
+    name: str
+    ref: str
+    func: Callable[..., Any]
+    releases_gil: bool
+    halo: int
+    dtypes: tuple[str, ...] | None
+    dtype: str | Callable[..., Any] | None
+    bands: int | Callable[..., int] | None
+    params: Mapping[str, Param] = field(default_factory=dict)
+    validate: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def doc(self) -> str:
+        """The first line of the function's docstring."""
+        return (inspect.getdoc(self.func) or "").split("\n", 1)[0]
+
+    def check_dtypes(self, dtypes: Sequence[str], names: Sequence[str]) -> None:
+        """Raise `KernelDtypeError` if an input's data type is not one this kernel takes."""
+        if self.dtypes is None:
+            return
+        for dtype, name in zip(dtypes, names, strict=True):
+            if str(dtype) not in self.dtypes:
+                raise KernelDtypeError(
+                    f"kernel '{self.name}' does not take {dtype} input ({name}); it takes "
+                    f"{', '.join(self.dtypes)}: convert first, e.g. rio convert --dtype float32"
+                )
+
+    def output_dtype(self, dtypes: Sequence[str], params: Mapping[str, Any]) -> np.dtype:
+        """The output data type for inputs of ``dtypes``."""
+        if self.dtype is None:
+            return np.dtype(dtypes[0])
+        if callable(self.dtype):
+            return np.dtype(self.dtype(dtypes, params))
+        return np.dtype(self.dtype)
+
+    def output_bands(self, counts: Sequence[int], params: Mapping[str, Any]) -> int:
+        """The output band count for inputs with ``counts`` bands."""
+        if self.bands is None:
+            return counts[0]
+        if callable(self.bands):
+            return int(self.bands(counts, params))
+        return int(self.bands)
+
+    def parse_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Convert and check parameters; unset ones take their defaults.
+
+        Values may be strings (from ``-p name=value``) or already typed (from the library).
+
+        Raises
+        ------
+        KernelParameterError
+            For an unknown name, a value of the wrong type, or one the kernel rejects.
+        """
+        parsed = {name: param.default for name, param in self.params.items()}
+        for name, value in raw.items():
+            key = name.replace("-", "_")
+            if key not in self.params:
+                known = ", ".join(p.describe() for p in self.params.values()) or "none"
+                raise KernelParameterError(
+                    f"kernel '{self.name}' has no parameter '{name}'; its parameters: {known}"
+                )
+            parsed[key] = _convert(self.name, self.params[key], value)
+        if self.validate is not None:
+            try:
+                self.validate(parsed)
+            except KernelParameterError:
+                raise
+            except (TypeError, ValueError) as err:
+                raise KernelParameterError(f"kernel '{self.name}': {err}") from err
+        return parsed
+
+
+def kernel(
+    name: str | None = None,
+    *,
+    releases_gil: bool = False,
+    halo: int = 0,
+    dtypes: Sequence[str] | None = None,
+    dtype: str | Callable[..., Any] | None = None,
+    bands: int | Callable[..., int] | None = None,
+    validate: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a function as an mpraster kernel; the function itself is returned unchanged.
+
+    Parameters
+    ----------
+    name : str, optional
+        The name to list it under (default: the function's name).
+    releases_gil : bool
+        Whether the function releases the GIL for most of its work; ``--mode auto`` runs
+        GIL-holding kernels in processes.
+    halo : int
+        Extra pixels the kernel needs on every side of a window.
+    dtypes : sequence of str, optional
+        The input data types it takes (default: any).
+    dtype : str or callable, optional
+        Output data type, or ``f(input_dtypes, params)``; default: the first input's.
+    bands : int or callable, optional
+        Output band count, or ``f(input_band_counts, params)``; default: the first input's.
+    validate : callable, optional
+        ``f(params)`` raising ``ValueError`` for a bad combination of parameter values.
+    """
+    spec = KernelSpec(
+        name=name,
+        releases_gil=releases_gil,
+        halo=halo,
+        dtypes=tuple(str(np.dtype(d)) for d in dtypes) if dtypes else None,
+        dtype=dtype,
+        bands=bands,
+        validate=validate,
+    )
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(func, _SPEC_ATTR, spec)
+        return func
+
+    return decorate
+
+
+def _convert(kernel_name: str, param: Param, value: Any) -> Any:
+    """Convert one parameter value to its declared type."""
+    if not isinstance(value, str):
+        ok = isinstance(value, param.type) and not (
+            param.type is not bool and isinstance(value, bool)
+        )
+        if param.type is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise KernelParameterError(
+                f"parameter '{param.name}' of kernel '{kernel_name}' must be of type "
+                f"{param.type.__name__}, got {value!r}"
+            )
+        return value
+    try:
+        if param.type is bool:
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        return param.type(value)
+    except ValueError as err:
+        raise KernelParameterError(
+            f"parameter '{param.name}' of kernel '{kernel_name}' must be of type "
+            f"{param.type.__name__}, got {value!r}"
+        ) from err
+
+
+def _params_of(func: Callable[..., Any], name: str) -> dict[str, Param]:
+    """Read a kernel's parameters from its keyword-only arguments."""
+    params = {}
+    for arg in inspect.signature(func).parameters.values():
+        if arg.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        annotation = arg.annotation
+        if isinstance(annotation, str):
+            annotation = {t.__name__: t for t in _PARAM_TYPES}.get(annotation, annotation)
+        if arg.default is inspect.Parameter.empty:
+            raise KernelNotFoundError(
+                f"kernel '{name}': parameter '{arg.name}' needs a default value"
+            )
+        if annotation is inspect.Parameter.empty:
+            annotation = type(arg.default)
+        if annotation not in _PARAM_TYPES:
+            raise KernelNotFoundError(
+                f"kernel '{name}': parameter '{arg.name}' must be annotated int, float, "
+                f"bool or str, not {annotation!r}"
+            )
+        params[arg.name] = Param(arg.name, annotation, arg.default)
+    return params
+
+
+def describe(func: Callable[..., Any], ref: str, name: str | None = None) -> Kernel:
+    """Build a `Kernel` from a function and the metadata its decorator recorded."""
+    spec = getattr(func, _SPEC_ATTR, None) or KernelSpec()
+    name = spec.name or name or getattr(func, "__name__", ref)
+    return Kernel(
+        name=name,
+        ref=ref,
+        func=func,
+        releases_gil=spec.releases_gil,
+        halo=spec.halo,
+        dtypes=spec.dtypes,
+        dtype=spec.dtype,
+        bands=spec.bands,
+        params=_params_of(func, name),
+        validate=spec.validate,
+    )
+
+
+def builtin_kernels() -> dict[str, Kernel]:
+    """The kernels that ship with mpraster, by name."""
+    module = importlib.import_module(_BUILTIN_MODULE)
+    found = {}
+    for attr in module.__all__:
+        func = getattr(module, attr)
+        name = getattr(func, _SPEC_ATTR).name or attr
+        found[name] = describe(func, ref=name)
+    return found
+
+
+def plugin_kernels() -> dict[str, importlib.metadata.EntryPoint]:
+    """Kernels registered by other packages under the ``mpraster.kernels`` entry point."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_from_file(path: str, attr: str, ref: str) -> Callable[..., Any]:
+    if not os.path.isfile(path):
+        raise KernelNotFoundError(f"kernel file not found: {path} (in --kernel {ref})")
+    module_name = "mpraster_user_kernel_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise KernelNotFoundError(f"cannot load kernel file {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[module_name]
+        raise KernelNotFoundError(
+            f"importing kernel file {path} failed: {type(err).__name__}: {err}"
+        ) from err
+    return _attribute(module, attr, ref)
+
+
+def _load_from_module(module_name: str, attr: str, ref: str) -> Callable[..., Any]:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise KernelNotFoundError(
+            f"cannot import module '{module_name}' for --kernel {ref}: {err}"
+        ) from err
+    return _attribute(module, attr, ref)
+
+
+def _attribute(module: Any, attr: str, ref: str) -> Callable[..., Any]:
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise KernelNotFoundError(f"--kernel {ref}: no function '{attr}' in {module.__name__}")
+    return func
+
+
+def load_kernel(ref: str) -> Kernel:
+    """Find a kernel by built-in or plugin name, ``module:function`` or ``file.py:function``.
+
+    Raises
+    ------
+    KernelNotFoundError
+        If nothing matches, naming the kernels there are.
+    """
+    if ":" in ref:
+        location, _, attr = ref.rpartition(":")
+        if location.endswith(".py") or os.sep in location:
+            func = _load_from_file(location, attr, ref)
+        else:
+            func = _load_from_module(location, attr, ref)
+        return describe(func, ref=ref, name=attr)
+    builtins = builtin_kernels()
+    if ref in builtins:
+        return builtins[ref]
+    plugins = plugin_kernels()
+    if ref in plugins:
+        return describe(plugins[ref].load(), ref=ref, name=ref)
+    known = ", ".join(sorted([*builtins, *plugins]))
+    raise KernelNotFoundError(
+        f"unknown kernel '{ref}'; known kernels: {known} "
+        "(or give package.module:function or path/to/file.py:function)"
+    )

@@ -1,0 +1,335 @@
+"""Bad input: one line naming the problem and the fix, a distinct exit code, no traceback,
+no hang, and nothing left behind (the target untouched, no partial file)."""
+
+import os
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import write_raster
+
+import mpraster
+from mpraster import errors
+
+EXIT_CODES = {
+    cls.exit_code
+    for cls in vars(errors).values()
+    if isinstance(cls, type)
+    and issubclass(cls, errors.MprasterError)
+    and cls is not errors.MprasterError
+    and isinstance(cls.exit_code, int)
+}
+
+
+def test_exit_codes_are_distinct():
+    classes = [
+        c
+        for c in vars(errors).values()
+        if isinstance(c, type) and issubclass(c, errors.MprasterError) and "exit_code" in vars(c)
+    ]
+    codes = [c.exit_code for c in classes]
+    assert len(codes) == len(set(codes)) and 0 not in codes
+
+
+def run_cli(mpraster_cmd, cli_env, *args, timeout=60):
+    return subprocess.run(
+        [*mpraster_cmd, "run", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(proc, code, *fragments):
+    assert proc.returncode == code, proc.stderr
+    # Progress log lines may come first; the error is the one line that ends the output.
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("mpraster: ")]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def row_coded(tmp_path, rows=48, cols=16):
+    """A raster whose band 0 holds each pixel's row number, for kernels that fail by row."""
+    data = np.zeros((2, rows, cols), dtype="uint8")
+    data[0] = np.arange(rows, dtype="uint8")[:, None]
+    return write_raster(tmp_path / "rows.tif", data)
+
+
+def leftovers(tmp_path):
+    return sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial"))
+
+
+@pytest.fixture
+def src(make_raster):
+    return make_raster((3, 40, 40), "uint8")
+
+
+def test_missing_input(tmp_path, mpraster_cmd, cli_env):
+    proc = run_cli(
+        mpraster_cmd, cli_env, tmp_path / "nope.tif", tmp_path / "o.tif", "-k", "reverse"
+    )
+    assert_one_line_error(proc, 3, "input not found", "nope.tif")
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_not_a_raster(tmp_path, mpraster_cmd, cli_env):
+    bad = tmp_path / "notes.tif"
+    bad.write_text("this is not a raster\n")
+    proc = run_cli(mpraster_cmd, cli_env, bad, tmp_path / "o.tif", "-k", "reverse")
+    assert_one_line_error(proc, 4, "cannot open", "notes.tif", "as a raster")
+
+
+def truncate_copy(source, dest, keep):
+    data = source.read_bytes()
+    dest.write_bytes(data[: int(len(data) * keep)])
+    return dest
+
+
+@pytest.mark.parametrize("mode,io", [("threads", "main"), ("processes", "workers")])
+def test_truncated_geotiff_generated(tmp_path, mpraster_cmd, cli_env, make_raster, mode, io):
+    full = make_raster((3, 64, 64), "uint8", name="full.tif")
+    cut = truncate_copy(full, tmp_path / "cut.tif", 0.6)
+    proc = run_cli(
+        mpraster_cmd,
+        cli_env,
+        cut,
+        tmp_path / "o.tif",
+        "-k",
+        "reverse",
+        "--mode",
+        mode,
+        "--io",
+        io,
+        "-j",
+        "2",
+        "--block-size",
+        "16",
+        "-p",
+        "cost=0",
+    )
+    assert_one_line_error(proc, 5, "reading", "cut.tif", "failed at window", "truncated or corrupt")
+    assert not (tmp_path / "o.tif").exists() and not leftovers(tmp_path)
+
+
+def test_truncated_real_geotiff(tmp_path, mpraster_cmd, cli_env, rgb_byte):
+    cut = truncate_copy(rgb_byte, tmp_path / "RGB.cut.tif", 0.5)
+    proc = run_cli(mpraster_cmd, cli_env, cut, tmp_path / "o.tif", "-k", "reverse", "-p", "cost=0")
+    assert_one_line_error(proc, 5, "RGB.cut.tif", "truncated or corrupt")
+    assert not leftovers(tmp_path)
+
+
+def test_unknown_kernel(tmp_path, src, mpraster_cmd, cli_env):
+    proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / "o.tif", "-k", "revers")
+    assert_one_line_error(proc, 6, "unknown kernel 'revers'", "reverse")
+
+
+@pytest.mark.parametrize(
+    "param,fragment",
+    [
+        ("cots=5", "no parameter 'cots'"),
+        ("cost=lots", "must be of type int"),
+        ("cost=-3", "zero or more"),
+    ],
+)
+def test_bad_kernel_parameter(tmp_path, src, mpraster_cmd, cli_env, param, fragment):
+    proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / "o.tif", "-k", "reverse", "-p", param)
+    assert_one_line_error(proc, 7, fragment)
+
+
+def test_dtype_the_kernel_does_not_take(tmp_path, mpraster_cmd, cli_env):
+    data = (np.arange(64, dtype="complex64") * (1 + 1j)).reshape(1, 8, 8)
+    cplx = write_raster(tmp_path / "c.tif", data)
+    proc = run_cli(mpraster_cmd, cli_env, cplx, tmp_path / "o.tif", "-k", "reverse")
+    assert_one_line_error(proc, 8, "does not take complex64", "c.tif")
+
+
+def test_existing_output_untouched(tmp_path, src, mpraster_cmd, cli_env):
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"precious")
+    proc = run_cli(mpraster_cmd, cli_env, src, out, "-k", "reverse", "-p", "cost=0")
+    assert_one_line_error(proc, 9, "output exists", "--overwrite")
+    assert out.read_bytes() == b"precious"
+
+
+def test_output_folder_missing(tmp_path, src, mpraster_cmd, cli_env):
+    proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / "no" / "o.tif", "-k", "reverse")
+    assert_one_line_error(proc, 10, "output folder does not exist", "create it first")
+
+
+def test_output_folder_not_writable(tmp_path, src, mpraster_cmd, cli_env):
+    # /proc refuses new files even to root, for whom chmod would not stop a write.
+    proc = run_cli(mpraster_cmd, cli_env, src, "/proc/mpraster-test.tif", "-k", "reverse")
+    assert_one_line_error(proc, 10, "cannot create", "writable")
+
+
+def test_output_folder_chmod_not_writable(tmp_path, src, mpraster_cmd, cli_env):
+    if os.geteuid() == 0:
+        pytest.skip("root writes through chmod; the /proc test covers this as root")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    proc = run_cli(mpraster_cmd, cli_env, src, folder / "o.tif", "-k", "reverse")
+    assert_one_line_error(proc, 10, "cannot create")
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["-j", "0"], "-j/--jobs must be a whole number of at least 1, got 0"),
+        (["--block-size", "100"], "multiple of 16"),
+        (["--block-size", "8"], "multiple of 16"),
+        (["--prefetch", "0"], "--prefetch"),
+        (["--co", "BLOCKXSIZE=64"], "use --block-size"),
+    ],
+)
+def test_bad_options(tmp_path, src, mpraster_cmd, cli_env, args, fragment):
+    proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / "o.tif", "-k", "reverse", *args)
+    assert_one_line_error(proc, 2, fragment)
+    assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize(
+    "mode,io", [("threads", "main"), ("processes", "main"), ("processes", "workers")]
+)
+def test_kernel_raising_in_worker_names_window(tmp_path, mpraster_cmd, cli_env, mode, io):
+    src = row_coded(tmp_path)
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"earlier")
+    args = [
+        src,
+        out,
+        "-k",
+        "kernels_for_tests:fail_on_second_row",
+        "--mode",
+        mode,
+        "--io",
+        io,
+        "-j",
+        "2",
+        "--block-size",
+        "16",
+        "--overwrite",
+    ]
+    proc = run_cli(mpraster_cmd, cli_env, *args)
+    assert_one_line_error(
+        proc,
+        11,
+        "kernel 'fail_on_second_row' failed on window 1 (row 16, col 0, 16x16)",
+        "ZeroDivisionError: kernel bug on purpose",
+    )
+    assert out.read_bytes() == b"earlier" and not leftovers(tmp_path)
+    verbose = run_cli(mpraster_cmd, cli_env, *args, "--verbose")
+    assert verbose.returncode == 11
+    # The worker's own traceback, down to the line that raised.
+    assert 'raise ZeroDivisionError("kernel bug on purpose")' in verbose.stderr
+
+
+def test_kernel_returning_wrong_shape(tmp_path, src, mpraster_cmd, cli_env):
+    proc = run_cli(
+        mpraster_cmd,
+        cli_env,
+        src,
+        tmp_path / "o.tif",
+        "-k",
+        "kernels_for_tests:wrong_shape",
+        "--block-size",
+        "16",
+        "-j",
+        "1",
+        "--mode",
+        "threads",
+    )
+    assert_one_line_error(
+        proc, 11, "returned uint8 (3, 15, 16) on window 0", "expected uint8 (3, 16, 16)"
+    )
+
+
+@pytest.mark.parametrize("io", ["main", "workers"])
+def test_worker_process_dies(tmp_path, mpraster_cmd, cli_env, io):
+    src = row_coded(tmp_path)
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"earlier")
+    proc = run_cli(
+        mpraster_cmd,
+        cli_env,
+        src,
+        out,
+        "-k",
+        "kernels_for_tests:exit_worker",
+        "--mode",
+        "processes",
+        "--io",
+        io,
+        "-j",
+        "2",
+        "--block-size",
+        "16",
+        "--overwrite",
+    )
+    assert_one_line_error(proc, 12, "worker process died", "1 (row 16, col 0, 16x16)", "in flight")
+    assert out.read_bytes() == b"earlier" and not leftovers(tmp_path)
+
+
+def test_worker_process_dies_library(tmp_path):
+    src = row_coded(tmp_path)
+    with pytest.raises(errors.WorkerDied):
+        mpraster.run(
+            src,
+            tmp_path / "o.tif",
+            "kernels_for_tests:exit_worker",
+            mode="processes",
+            jobs=2,
+            block_size=16,
+        )
+    assert not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("mode", ["processes", "threads"])
+def test_interrupt_stops_promptly_and_cleans_up(tmp_path, mpraster_cmd, cli_env, sig, code, mode):
+    src = row_coded(tmp_path)
+    out = tmp_path / "o.tif"
+    # In threads mode the blocked window is in a thread that cannot be stopped; use a kernel
+    # that is slow on every window instead, so the interrupt lands while work is in flight.
+    kernel = (
+        ["-k", "kernels_for_tests:hang"]
+        if mode == "processes"
+        else ["-k", "reverse", "-p", "cost=200000"]
+    )
+    proc = subprocess.Popen(
+        [
+            *mpraster_cmd,
+            "run",
+            str(src),
+            str(out),
+            *kernel,
+            "--mode",
+            mode,
+            "-j",
+            "2",
+            "--block-size",
+            "16",
+            "--progress",
+            "log",
+            "--log-interval",
+            "0",
+        ],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=cli_env,
+    )
+    first = proc.stderr.readline()  # the run has started once it logs
+    assert first.startswith("mpraster: start"), first
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert f"Error: stopped by {sig.name}; nothing was written to the output" in err
+    assert not out.exists() and not leftovers(tmp_path)
