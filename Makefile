@@ -1,0 +1,41 @@
+# mpraster: everything runs in a project-local virtual environment (.venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Reinstall (recompiling ext/*.pyx) whenever the build inputs change.
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard ext/*.pyx)
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m 'not slow'
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+lint: install
+	$(BIN)/python -m pip install -q ruff
+	$(BIN)/ruff check mpraster tests scripts setup.py
+	$(BIN)/ruff format --check mpraster tests scripts setup.py
+
+format:
+	$(BIN)/ruff format mpraster tests scripts setup.py
+
+clean:
+	rm -rf build dist *.egg-info mpraster/*.so ext/*.c ext/*.html out .pytest_cache
