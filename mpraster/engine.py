@@ -271,6 +271,40 @@ def _stop_executor(executor: Executor) -> None:
 # ---------------------------------------------------------------- the loop
 
 _run_ids = itertools.count(1)
+# Few tiles over many workers leave workers idle at the end of a run (4 tiles of unequal
+# size cannot be split evenly over 2 workers); the planner cuts tiles into row strips until
+# there are this many tasks per worker.
+_TASKS_PER_WORKER = 8
+
+
+class TileAssembly:
+    """Hands results to the writer one whole tile window at a time, in plan order.
+
+    A tile window cut into row strips is assembled here first, so the writer never writes
+    part of a tile: GDAL would hold the part in its cache, and under cache pressure flush it
+    early and rewrite it later, which would make the file's layout depend on timing.
+    """
+
+    def __init__(self, writer: OutputWriter, dtype: np.dtype, bands: int) -> None:
+        self.writer = writer
+        self.dtype = dtype
+        self.bands = bands
+        self._buffer: np.ndarray | None = None
+
+    def add(self, task: WindowTask, data: np.ndarray) -> None:
+        if task.parts == 1:
+            self.writer.write(data, task.tile)
+            return
+        if task.part == 0:
+            shape = (self.bands, int(task.tile.height), int(task.tile.width))
+            self._buffer = np.empty(shape, dtype=self.dtype)
+        start, stop = task.rows_in_tile
+        self._buffer[:, start:stop] = data
+        if task.part == task.parts - 1:
+            self.writer.write(self._buffer, task.tile)
+            self._buffer = None
+
+
 _STOP_POLL_SECONDS = 0.1
 
 
@@ -425,7 +459,9 @@ def run(
     bands = kernel.output_bands([i.count for i in infos], parsed)
     profile = output_profile(infos[0], dtype, bands, block_size, creation_options)
     check_output(output, overwrite)
-    tasks = plan_windows(infos[0].height, infos[0].width, block_size, kernel.halo)
+    tasks = plan_windows(
+        infos[0].height, infos[0].width, block_size, kernel.halo, _TASKS_PER_WORKER * jobs
+    )
 
     stats = RunStats(mode=mode, io=io, jobs=jobs, kernel=kernel.name)
     progress = progress or NullProgress()
@@ -453,9 +489,11 @@ def run(
                 stats.bytes_read += sum(a.nbytes for a in arrays)
                 return executor.submit(_compute, task, arrays)
 
+            assembly = TileAssembly(writer, dtype, bands)
+
             def write(task: WindowTask, result: WindowResult) -> None:
                 start = time.perf_counter()
-                writer.write(result.data, task.window)
+                assembly.add(task, result.data)
                 stats.write_seconds += time.perf_counter() - start
                 stats.windows += 1
                 stats.pixels += task.pixels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from rasterio.windows import Window
@@ -13,22 +14,36 @@ MIN_BLOCK = 16
 
 @dataclass(frozen=True)
 class WindowTask:
-    """One unit of work: the output window and the (possibly larger) window to read.
+    """One unit of work: the window to compute, the window to read, the tile window to write.
 
     ``read`` is ``window`` grown by the kernel's halo on every side; it may reach past the
     raster's edge, and ``crop`` gives the part of a result computed on ``read`` that
     belongs to ``window`` as (row_start, row_stop, col_start, col_stop).
+
+    ``tile`` is the tile-aligned window the result is written to. Usually it is ``window``
+    itself; when a raster has too few tiles to keep every worker busy, a tile window is cut
+    into ``parts`` row strips, computed separately and written together once the last one
+    (``part == parts - 1``) is in, so writes always cover whole tiles.
     """
 
     index: int
     window: Window
     read: Window
+    tile: Window
+    part: int = 0
+    parts: int = 1
 
     @property
     def crop(self) -> tuple[int, int, int, int]:
         r0 = int(self.window.row_off - self.read.row_off)
         c0 = int(self.window.col_off - self.read.col_off)
         return r0, r0 + int(self.window.height), c0, c0 + int(self.window.width)
+
+    @property
+    def rows_in_tile(self) -> tuple[int, int]:
+        """The rows of ``tile`` that ``window`` covers, as (start, stop)."""
+        start = int(self.window.row_off - self.tile.row_off)
+        return start, start + int(self.window.height)
 
     @property
     def pixels(self) -> int:
@@ -50,11 +65,26 @@ def check_block_size(block: int) -> int:
     return block
 
 
-def plan_windows(height: int, width: int, block: int, halo: int = 0) -> list[WindowTask]:
+def _row_strips(tile: Window, parts: int) -> list[Window]:
+    """Cut ``tile`` into at most ``parts`` row strips of near-equal height (16 rows or more)."""
+    rows = int(tile.height)
+    parts = max(1, min(parts, rows // MIN_BLOCK))
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    return [
+        Window(tile.col_off, tile.row_off + top, tile.width, bottom - top)
+        for top, bottom in itertools.pairwise(bounds)
+    ]
+
+
+def plan_windows(
+    height: int, width: int, block: int, halo: int = 0, min_tasks: int = 1
+) -> list[WindowTask]:
     """Cut a ``height`` x ``width`` grid into ``block``-sized windows in row-major order.
 
     Windows are aligned to the output's tiles, so every write covers whole tiles (the last
-    row and column of windows are cut short by the raster's edge).
+    row and column of windows are cut short by the raster's edge). When there are fewer
+    tile windows than ``min_tasks``, each is cut into row strips so that the work still
+    spreads over every worker; the file written is the same either way.
 
     Parameters
     ----------
@@ -64,6 +94,8 @@ def plan_windows(height: int, width: int, block: int, halo: int = 0) -> list[Win
         Window and tile size; see `check_block_size`.
     halo : int
         Pixels added on every side of each window's read window.
+    min_tasks : int
+        The number of tasks to aim for at least (e.g. a few per worker).
 
     Raises
     ------
@@ -73,10 +105,21 @@ def plan_windows(height: int, width: int, block: int, halo: int = 0) -> list[Win
     check_block_size(block)
     if halo < 0:
         raise OptionError(f"a kernel halo must be zero or more, got {halo}")
+    tiles = [
+        Window(col, row, min(block, width - col), min(block, height - row))
+        for row in range(0, height, block)
+        for col in range(0, width, block)
+    ]
+    parts = -(-min_tasks // len(tiles)) if tiles else 1
     tasks = []
-    for row in range(0, height, block):
-        for col in range(0, width, block):
-            window = Window(col, row, min(block, width - col), min(block, height - row))
-            read = Window(col - halo, row - halo, window.width + 2 * halo, window.height + 2 * halo)
-            tasks.append(WindowTask(len(tasks), window, read))
+    for tile in tiles:
+        strips = _row_strips(tile, parts)
+        for part, window in enumerate(strips):
+            read = Window(
+                window.col_off - halo,
+                window.row_off - halo,
+                window.width + 2 * halo,
+                window.height + 2 * halo,
+            )
+            tasks.append(WindowTask(len(tasks), window, read, tile, part, len(strips)))
     return tasks

@@ -44,8 +44,20 @@ def main() -> int:
     rows, digests = [], set()
     for mode, io, jobs in RUNS:
         target = out / f"reversed-{mode}-{io or 'auto'}-j{jobs or 'auto'}.tif"
-        cmd = ["run", sample, str(target), "--kernel", "reverse",
-               "-p", f"cost={args.cost}", "--block-size", "128", "--mode", mode, "--overwrite"]
+        cmd = [
+            "run",
+            sample,
+            str(target),
+            "--kernel",
+            "reverse",
+            "-p",
+            f"cost={args.cost}",
+            "--block-size",
+            "128",
+            "--mode",
+            mode,
+            "--overwrite",
+        ]
         if io:
             cmd += ["--io", io]
         if jobs:

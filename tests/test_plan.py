@@ -42,3 +42,28 @@ def test_halo_grows_read_window_and_crop_recovers_window():
 def test_bad_block_size(block):
     with pytest.raises(OptionError, match="block-size"):
         plan_windows(10, 10, block)
+
+
+@pytest.mark.parametrize("min_tasks", [1, 8, 16, 100])
+def test_few_tiles_are_cut_into_row_strips_that_rebuild_each_tile(min_tasks):
+    tasks = plan_windows(100, 70, 64, halo=1, min_tasks=min_tasks)
+    tiles = {}
+    for task in tasks:
+        tiles.setdefault((task.tile.row_off, task.tile.col_off), []).append(task)
+    assert len(tiles) == 4
+    for strips in tiles.values():
+        # A tile's strips are consecutive in the plan, numbered, and stack to the tile.
+        assert [t.part for t in strips] == list(range(len(strips)))
+        assert {t.parts for t in strips} == {len(strips)}
+        assert [t.index for t in strips] == list(range(strips[0].index, strips[-1].index + 1))
+        assert sum(int(t.window.height) for t in strips) == int(strips[0].tile.height)
+        assert all(int(t.window.height) >= 16 for t in strips)
+        assert (
+            strips[0].rows_in_tile[0] == 0 and strips[-1].rows_in_tile[1] == strips[0].tile.height
+        )
+        for t in strips:
+            assert t.read.height == t.window.height + 2 and t.crop[0] == 1
+    if min_tasks == 1:
+        assert len(tasks) == 4
+    else:
+        assert len(tasks) > 4

@@ -199,3 +199,26 @@ def test_library_accepts_kernel_object_and_typed_params(tmp_path, make_raster):
         "wait_seconds",
         "wall_seconds",
     }
+
+
+def test_tiles_cut_into_strips_give_the_same_file(tmp_path, make_raster):
+    """-j 1 and -j 3 cut these 4 tiles into different strips; the file is the same."""
+    src = make_raster((2, 100, 100), "float32")
+    outs = []
+    for jobs, mode in ((1, "threads"), (3, "threads"), (3, "processes")):
+        out = tmp_path / f"{mode}{jobs}.tif"
+        stats = mpraster.run(
+            src,
+            out,
+            "reverse",
+            mode=mode,
+            jobs=jobs,
+            params={"cost": 0},
+            block_size=64,
+            creation_options={"COMPRESS": "LZW"},
+        )
+        assert stats.windows > 4
+        outs.append(out)
+    expected, _ = read_all(src)
+    assert np.array_equal(read_all(outs[0])[0], expected[::-1])
+    assert len({digest(p) for p in outs}) == 1
