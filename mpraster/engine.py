@@ -10,7 +10,6 @@ the same bytes whatever the mode, the I/O placement and the number of workers.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
 import signal
 import threading
@@ -18,13 +17,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
+    BrokenExecutor,
     Executor,
     Future,
-    ProcessPoolExecutor,
     ThreadPoolExecutor,
     wait,
 )
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,13 +234,22 @@ def _thread_executor(jobs: int, spec: WorkerSpec) -> Executor:
 
 
 def _process_executor(jobs: int, spec: WorkerSpec) -> Executor:
-    # Never fork: a forked child inherits GDAL's mutexes in whatever state the parent's
-    # threads left them, and deadlocks. Spawned workers start clean.
+    # Imported here: multiprocessing costs start-up time that thread runs need not pay.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Never fork the main process: a forked child inherits GDAL's mutexes in whatever state
+    # the parent's threads left them, and deadlocks. A forkserver is a fresh,
+    # single-threaded process that has imported mpraster (and so GDAL) but never used it;
+    # workers forked from it start in milliseconds instead of each importing rasterio
+    # again. Where there is no forkserver (Windows), workers are spawned.
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["mpraster.engine"])
+    else:
+        context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(spec,),
+        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(spec,)
     )
 
 
@@ -253,18 +260,19 @@ EXECUTOR_FACTORIES: dict[str, Callable[[int, WorkerSpec], Executor]] = {
 
 
 def _stop_executor(executor: Executor) -> None:
-    """Stop at once after an error or an interrupt: cancel queued work, end process workers."""
-    if isinstance(executor, ProcessPoolExecutor):
-        # Workers ignore SIGTERM (see _init_worker), so they are killed outright, before
-        # shutdown: a worker busy on a long window would otherwise hold the run up.
-        kill = getattr(executor, "kill_workers", None)  # Python >= 3.14
-        if kill is not None:
-            kill()
-        else:
-            # Before 3.14 there is no public way to reach the workers.
-            for process in list((getattr(executor, "_processes", None) or {}).values()):
-                if process.is_alive():
-                    process.kill()
+    """Stop at once after an error or an interrupt: cancel queued work, end process workers.
+
+    Process workers ignore SIGTERM (see _init_worker), so they are killed outright, before
+    shutdown: a worker busy on a long window would otherwise hold the run up.
+    """
+    kill = getattr(executor, "kill_workers", None)  # process pools, Python >= 3.14
+    if kill is not None:
+        kill()
+    else:
+        # Before 3.14 a process pool offers no public way to reach its workers.
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            if process.is_alive():
+                process.kill()
     executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -274,7 +282,7 @@ _run_ids = itertools.count(1)
 # Few tiles over many workers leave workers idle at the end of a run (4 tiles of unequal
 # size cannot be split evenly over 2 workers); the planner cuts tiles into row strips until
 # there are this many tasks per worker.
-_TASKS_PER_WORKER = 8
+_TASKS_PER_WORKER = 32
 
 
 class TileAssembly:
@@ -326,7 +334,7 @@ class StopSignal:
 def _collect(future: Future, task: WindowTask, in_flight: Sequence[WindowTask]) -> WindowResult:
     try:
         return future.result()
-    except BrokenProcessPool as err:
+    except BrokenExecutor as err:
         lost = ", ".join(describe_window(t) for t in sorted(in_flight, key=lambda t: t.index))
         raise WorkerDied(
             "a worker process died (crashed, killed or out of memory) while windows "

@@ -9,7 +9,6 @@ and are converted and checked here, before any work starts.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import os
@@ -263,8 +262,10 @@ def builtin_kernels() -> dict[str, Kernel]:
     return found
 
 
-def plugin_kernels() -> dict[str, importlib.metadata.EntryPoint]:
+def plugin_kernels() -> dict[str, Any]:
     """Kernels registered by other packages under the ``mpraster.kernels`` entry point."""
+    import importlib.metadata  # only when a name is not built in: it is slow to import
+
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
