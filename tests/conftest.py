@@ -104,7 +104,8 @@ def cli_env():
     """Environment for running the CLI in a subprocess (the tests dir importable)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-    env.pop("SLURM_CPUS_PER_TASK", None)
+    for variable in ("SLURM_CPUS_PER_TASK", "NCPUS"):
+        env.pop(variable, None)
     return env
 
 

@@ -1,0 +1,180 @@
+"""The command line, through a subprocess as users run it."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import rasterio
+
+from mpraster.engine import default_jobs
+
+
+def run(cmd, env, *args, check=True):
+    proc = subprocess.run(
+        [*cmd, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("mode,io", [("threads", "main"), ("processes", "workers")])
+def test_run_matches_reference_and_library(tmp_path, make_raster, mpraster_cmd, cli_env, mode, io):
+    src = make_raster((3, 50, 45), "int32")
+    out = tmp_path / "o.tif"
+    proc = run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        out,
+        "--kernel",
+        "reverse",
+        "-p",
+        "cost=3",
+        "--mode",
+        mode,
+        "--io",
+        io,
+        "-j",
+        "2",
+        "--block-size",
+        "16",
+        "--co",
+        "COMPRESS=DEFLATE",
+    )
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert np.array_equal(b.read(), a.read()[::-1])
+        assert b.compression.name == "deflate" and b.block_shapes[0] == (16, 16)
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert summary.startswith("mpraster: ") and f"{mode}, io={io}, -j 2" in summary
+    assert "MPix/s" in summary and " s (" in summary
+
+
+def test_progress_is_log_lines_when_stderr_is_not_a_terminal(
+    tmp_path, make_raster, mpraster_cmd, cli_env
+):
+    src = make_raster((1, 48, 48), "uint8")
+    proc = run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        tmp_path / "o.tif",
+        "-k",
+        "reverse",
+        "-p",
+        "cost=0",
+        "--block-size",
+        "16",
+        "-j",
+        "1",
+        "--log-interval",
+        "0",
+    )
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "mpraster: start: 9 windows, 0.00 MPix"
+    assert sum("windows (" in line and "ETA" in line for line in lines) == 9
+    assert "\r" not in proc.stderr  # no bar redraws in a log file
+
+
+def test_progress_bar_and_quiet(tmp_path, make_raster, mpraster_cmd, cli_env):
+    src = make_raster((1, 48, 48), "uint8")
+    proc = run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        tmp_path / "o.tif",
+        "-k",
+        "reverse",
+        "-p",
+        "cost=0",
+        "--block-size",
+        "16",
+        "--progress",
+        "bar",
+        "--quiet",
+    )
+    assert "9/9" in proc.stderr and "win" in proc.stderr and "MPix/s" in proc.stderr
+    assert "windows," not in proc.stderr  # --quiet: no summary line
+    proc = run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        tmp_path / "p.tif",
+        "-k",
+        "reverse",
+        "-p",
+        "cost=0",
+        "--progress",
+        "none",
+        "--quiet",
+    )
+    assert proc.stderr == ""
+
+
+def test_stats_json(tmp_path, make_raster, mpraster_cmd, cli_env):
+    src = make_raster((2, 40, 40), "uint16")
+    stats_file = tmp_path / "stats.json"
+    run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        tmp_path / "o.tif",
+        "-k",
+        "reverse",
+        "-p",
+        "cost=0",
+        "--block-size",
+        "16",
+        "-j",
+        "1",
+        "-q",
+        "--stats-json",
+        stats_file,
+    )
+    stats = json.loads(stats_file.read_text())
+    assert stats["pixels"] == 1600 and stats["bytes_written"] == 2 * 1600 * 2
+    assert stats["mode"] == "threads" and stats["io"] == "main" and stats["jobs"] == 1
+    assert stats["wall_seconds"] > 0
+
+
+def test_kernels_listing(mpraster_cmd, cli_env):
+    proc = run(mpraster_cmd, cli_env, "kernels")
+    assert (
+        "reverse" in proc.stdout
+        and "reverse-py" in proc.stdout
+        and "cost (int, default 2000)" in proc.stdout
+    )
+    proc = run(mpraster_cmd, cli_env, "kernels", "reverse")
+    assert "releases GIL: True" in proc.stdout and "uint16" in proc.stdout
+
+
+def test_usage_errors_are_click_errors(tmp_path, mpraster_cmd, cli_env):
+    proc = run(
+        mpraster_cmd, cli_env, "run", tmp_path / "only-one.tif", "-k", "reverse", check=False
+    )
+    assert proc.returncode == 2 and "give at least one INPUT and an OUTPUT" in proc.stderr
+    proc = run(mpraster_cmd, cli_env, "run", "a", "b", "-k", "reverse", "-p", "cost", check=False)
+    assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr
+
+
+def test_default_jobs_follows_the_batch_system(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "7")
+    assert default_jobs() == 7
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    monkeypatch.setenv("NCPUS", "5")
+    assert default_jobs() == 5
+    monkeypatch.delenv("NCPUS")
+    import os
+
+    assert default_jobs() == len(os.sched_getaffinity(0))
