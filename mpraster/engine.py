@@ -9,6 +9,7 @@ the same bytes whatever the mode, the I/O placement and the number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -27,9 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import rasterio
 
 from mpraster.errors import Interrupted, OptionError, WindowFailed, WorkerDied
 from mpraster.io import (
+    InputInfo,
     OutputWriter,
     check_output,
     describe_window,
@@ -104,6 +107,7 @@ class WorkerSpec:
     dtype: str
     bands: int
     in_process: bool
+    gdal_cache_bytes: int
 
 
 @dataclass
@@ -151,6 +155,10 @@ def _init_worker(spec: WorkerSpec) -> None:
         # and cleans up; a worker that died of the signal first would look like a crash.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if spec.in_process and "GDAL_CACHEMAX" not in os.environ:
+        # GDAL sizes its block cache at 5% of RAM per process unless told otherwise: 24
+        # workers would reserve more than the node. Read once, at first use of the cache.
+        os.environ["GDAL_CACHEMAX"] = str(spec.gdal_cache_bytes)
     state = _WorkerState(spec)
     _local.state = state
     if not spec.in_process:
@@ -279,6 +287,37 @@ def _stop_executor(executor: Executor) -> None:
 # ---------------------------------------------------------------- the loop
 
 _run_ids = itertools.count(1)
+# GDAL block cache of a process that reads windows, on top of one row of windows' input.
+_READER_CACHE_BYTES = 32 << 20
+
+
+def _strip_bytes(infos: Sequence[InputInfo], block: int) -> int:
+    """Bytes of one full-width row of windows of every input.
+
+    A striped input (most files from the field) is read a strip at a time, and a strip
+    spans every window of its row; caching that row means each strip is decoded once.
+    """
+    return sum(i.width * block * i.count * np.dtype(i.dtype).itemsize for i in infos)
+
+
+def _main_gdal_env(
+    infos: Sequence[InputInfo], block: int, in_flight: int, io: str
+) -> contextlib.AbstractContextManager:
+    """The main process's GDAL cache: the windows in flight, plus reading if it reads.
+
+    The writer's tiles stay in the cache until GDAL flushes them (compressing on its
+    NUM_THREADS); bounding the cache bounds the main process's memory, whatever the
+    raster's size. A GDAL_CACHEMAX the user set wins.
+    """
+    if "GDAL_CACHEMAX" in os.environ:
+        return contextlib.nullcontext()
+    window = max(i.count * np.dtype(i.dtype).itemsize for i in infos) * block * block
+    budget = 2 * in_flight * window + _READER_CACHE_BYTES
+    if io == "main":
+        budget += _strip_bytes(infos, block)
+    return rasterio.Env(GDAL_CACHEMAX=budget)
+
+
 # Few tiles over many workers leave workers idle at the end of a run (4 tiles of unequal
 # size cannot be split evenly over 2 workers); the planner cuts tiles into row strips until
 # there are this many tasks per worker.
@@ -465,7 +504,7 @@ def run(
     kernel.check_dtypes([i.dtype for i in infos], paths)
     dtype = kernel.output_dtype([i.dtype for i in infos], parsed)
     bands = kernel.output_bands([i.count for i in infos], parsed)
-    profile = output_profile(infos[0], dtype, bands, block_size, creation_options)
+    profile = output_profile(infos[0], dtype, bands, block_size, creation_options, jobs)
     check_output(output, overwrite)
     tasks = plan_windows(
         infos[0].height, infos[0].width, block_size, kernel.halo, _TASKS_PER_WORKER * jobs
@@ -481,12 +520,17 @@ def run(
         dtype=dtype.name,
         bands=bands,
         in_process=mode == "processes",
+        gdal_cache_bytes=_READER_CACHE_BYTES
+        + (_strip_bytes(infos, block_size) if io == "workers" else 0),
     )
     main_readers = [open_raster(p) for p in paths] if io == "main" else []
     executor = EXECUTOR_FACTORIES[mode](jobs, spec)
     finished = False
     try:
-        with OutputWriter(output, profile, overwrite) as writer:
+        with (
+            _main_gdal_env(infos, block_size, jobs * prefetch, io),
+            OutputWriter(output, profile, overwrite) as writer,
+        ):
 
             def submit(task: WindowTask) -> Future:
                 if io == "workers":

@@ -207,8 +207,13 @@ def output_profile(
     count: int,
     block: int,
     creation_options: Mapping[str, Any] | None = None,
+    compress_threads: int = 1,
 ) -> dict[str, Any]:
     """The output's profile: the input's grid, the kernel's dtype and bands, tiled at ``block``.
+
+    A compressed output compresses on ``compress_threads`` GDAL threads unless the creation
+    options set NUM_THREADS: the single writer would otherwise compress every tile itself
+    and bound an I/O-bound run (GDAL writes the tiles in order either way).
 
     Raises
     ------
@@ -236,6 +241,8 @@ def output_profile(
                 "use --block-size to choose the tile size"
             )
         profile[key.lower()] = value
+    if profile.get("compress") and "num_threads" not in profile and compress_threads > 1:
+        profile["num_threads"] = str(compress_threads)
     return profile
 
 

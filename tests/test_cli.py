@@ -178,3 +178,19 @@ def test_default_jobs_follows_the_batch_system(monkeypatch):
     import os
 
     assert default_jobs() == len(os.sched_getaffinity(0))
+
+
+def test_bytes_do_not_depend_on_gdal_cache_pressure(tmp_path, make_raster, mpraster_cmd, cli_env):
+    """A cache far smaller than the raster makes GDAL flush tiles mid-run; same file."""
+    src = make_raster((3, 400, 400), "uint16", tiled=True, block=64)
+    digests = set()
+    for cache, io in (("1", "main"), ("1", "workers"), (None, "main")):
+        env = dict(cli_env)
+        env.pop("GDAL_CACHEMAX", None)
+        if cache:
+            env["GDAL_CACHEMAX"] = cache  # megabytes
+        out = tmp_path / f"o-{cache}-{io}.tif"
+        run(mpraster_cmd, env, "run", src, out, "-k", "reverse", "-p", "cost=0", "-j", "2",
+            "--io", io, "--block-size", "64", "--co", "COMPRESS=DEFLATE", "-q")
+        digests.add(out.read_bytes())
+    assert len(digests) == 1
