@@ -573,4 +573,5 @@ def run(
             reader.close()
         progress.close()
     stats.wall_seconds = time.perf_counter() - wall_start
+    progress.finish(stats)
     return stats

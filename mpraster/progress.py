@@ -6,12 +6,13 @@ The engine only calls ``start``, ``advance`` and ``close`` on a sink; what a sin
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
-PROGRESS_KINDS = ("auto", "bar", "log", "none")
+PROGRESS_KINDS = ("auto", "bar", "log", "json", "none")
 
 
 @dataclass
@@ -62,11 +63,15 @@ class ProgressSink(Protocol):
 
     def advance(self, windows: int, pixels: int) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """The run ended, finished or not."""
+
+    def finish(self, stats: RunStats) -> None:
+        """The run finished; these are its figures."""
 
 
 class NullProgress:
-    """Shows nothing."""
+    """Shows nothing; the base of the other sinks."""
 
     def start(self, windows: int, pixels: int) -> None:
         pass
@@ -77,30 +82,64 @@ class NullProgress:
     def close(self) -> None:
         pass
 
+    def finish(self, stats: RunStats) -> None:
+        pass
 
-class BarProgress:
+
+class _Rate:
+    """Counts done against total and derives rate and ETA from a monotonic clock."""
+
+    def __init__(self) -> None:
+        self.total_windows = self.total_pixels = self.windows = self.pixels = 0
+        self.started = time.perf_counter()
+
+    def start(self, windows: int, pixels: int) -> None:
+        self.total_windows, self.total_pixels = windows, pixels
+        self.started = time.perf_counter()
+
+    def advance(self, windows: int, pixels: int) -> None:
+        self.windows += windows
+        self.pixels += pixels
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def pixels_per_second(self) -> float:
+        elapsed = self.elapsed
+        return self.pixels / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        rate = self.pixels_per_second
+        return (self.total_pixels - self.pixels) / rate if rate > 0 else None
+
+    @property
+    def done(self) -> bool:
+        return self.windows >= self.total_windows
+
+
+class BarProgress(NullProgress):
     """A tqdm bar of windows with the pixel rate; tqdm's ``TQDM_*`` variables apply."""
 
     def __init__(self, stream: TextIO | None = None, description: str = "mpraster") -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.description = description
         self._bar = None
-        self._pixels = 0
-        self._start = 0.0
+        self._rate = _Rate()
 
     def start(self, windows: int, pixels: int) -> None:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # only runs with a bar pay for importing tqdm
 
-        self._start = time.perf_counter()
+        self._rate.start(windows, pixels)
         self._bar = tqdm(
             total=windows, unit="win", desc=self.description, file=self.stream, leave=True
         )
 
     def advance(self, windows: int, pixels: int) -> None:
-        self._pixels += pixels
-        elapsed = time.perf_counter() - self._start
-        rate = self._pixels / 1e6 / elapsed if elapsed > 0 else 0.0
-        self._bar.set_postfix_str(f"{rate:.2f} MPix/s", refresh=False)
+        self._rate.advance(windows, pixels)
+        self._bar.set_postfix_str(f"{self._rate.pixels_per_second / 1e6:.2f} MPix/s", refresh=False)
         self._bar.update(windows)
 
     def close(self) -> None:
@@ -115,7 +154,7 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-class LogProgress:
+class LogProgress(NullProgress):
     """Plain lines for batch logs: one at start, one every ``interval`` seconds, one at end."""
 
     def __init__(
@@ -124,46 +163,84 @@ class LogProgress:
         self.stream = stream if stream is not None else sys.stderr
         self.interval = interval
         self.prefix = prefix
-        self._total_windows = 0
-        self._total_pixels = 0
-        self._windows = 0
-        self._pixels = 0
-        self._start = 0.0
+        self._rate = _Rate()
         self._last = 0.0
 
     def start(self, windows: int, pixels: int) -> None:
-        self._total_windows, self._total_pixels = windows, pixels
-        self._start = self._last = time.perf_counter()
+        self._rate.start(windows, pixels)
+        self._last = time.perf_counter()
         self._emit(f"start: {windows} windows, {pixels / 1e6:.2f} MPix")
 
     def advance(self, windows: int, pixels: int) -> None:
-        self._windows += windows
-        self._pixels += pixels
+        self._rate.advance(windows, pixels)
         now = time.perf_counter()
-        if now - self._last >= self.interval or self._windows == self._total_windows:
+        if now - self._last >= self.interval or self._rate.done:
             self._last = now
-            self._emit(self._line(now))
+            self._emit(self._line())
 
-    def _line(self, now: float) -> str:
-        elapsed = now - self._start
-        rate = self._pixels / elapsed if elapsed > 0 else 0.0
-        left = self._total_pixels - self._pixels
-        eta = _clock(left / rate) if rate > 0 else "?"
-        share = 100.0 * self._windows / self._total_windows if self._total_windows else 100.0
+    def _line(self) -> str:
+        r = self._rate
+        share = 100.0 * r.windows / r.total_windows if r.total_windows else 100.0
+        eta = _clock(r.eta) if r.eta is not None else "?"
         return (
-            f"{self._windows}/{self._total_windows} windows ({share:.0f}%), "
-            f"{rate / 1e6:.2f} MPix/s, elapsed {_clock(elapsed)}, ETA {eta}"
+            f"{r.windows}/{r.total_windows} windows ({share:.0f}%), "
+            f"{r.pixels_per_second / 1e6:.2f} MPix/s, elapsed {_clock(r.elapsed)}, ETA {eta}"
         )
 
     def _emit(self, text: str) -> None:
         print(f"{self.prefix}: {text}", file=self.stream, flush=True)
 
-    def close(self) -> None:
-        pass
+
+class JsonProgress(NullProgress):
+    """One JSON object per line, for dashboards and cluster monitoring.
+
+    Events: ``start`` (windows, pixels), ``progress`` every ``interval`` seconds and at the
+    last window (windows_done, windows_total, pixels_done, pixels_total, mpix_per_second,
+    elapsed_seconds, eta_seconds), and ``end`` with the run's stats. Every object also
+    carries ``event`` and ``time`` (Unix seconds).
+    """
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 10.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self._rate = _Rate()
+        self._last = 0.0
+
+    def start(self, windows: int, pixels: int) -> None:
+        self._rate.start(windows, pixels)
+        self._last = time.perf_counter()
+        self._emit("start", windows=windows, pixels=pixels)
+
+    def advance(self, windows: int, pixels: int) -> None:
+        self._rate.advance(windows, pixels)
+        now = time.perf_counter()
+        if now - self._last >= self.interval or self._rate.done:
+            self._last = now
+            r = self._rate
+            self._emit(
+                "progress",
+                windows_done=r.windows,
+                windows_total=r.total_windows,
+                pixels_done=r.pixels,
+                pixels_total=r.total_pixels,
+                mpix_per_second=round(r.pixels_per_second / 1e6, 4),
+                elapsed_seconds=round(r.elapsed, 3),
+                eta_seconds=None if r.eta is None else round(r.eta, 3),
+            )
+
+    def finish(self, stats: RunStats) -> None:
+        self._emit("end", stats=stats.as_dict())
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        record = {"event": event, "time": round(time.time(), 3), **fields}
+        print(json.dumps(record), file=self.stream, flush=True)
 
 
 def make_progress(kind: str, stream: TextIO | None = None, interval: float = 10.0) -> ProgressSink:
-    """The sink for ``--progress KIND``: ``auto`` is a bar on a terminal, log lines elsewhere."""
+    """The sink for ``--progress KIND``: ``auto`` is a bar on a terminal, log lines elsewhere.
+
+    ``json`` writes one JSON object per line (see `JsonProgress`); ``none`` nothing.
+    """
     stream = stream if stream is not None else sys.stderr
     if kind == "auto":
         kind = "bar" if stream.isatty() else "log"
@@ -171,4 +248,6 @@ def make_progress(kind: str, stream: TextIO | None = None, interval: float = 10.
         return BarProgress(stream)
     if kind == "log":
         return LogProgress(stream, interval)
+    if kind == "json":
+        return JsonProgress(stream, interval)
     return NullProgress()

@@ -190,7 +190,57 @@ def test_bytes_do_not_depend_on_gdal_cache_pressure(tmp_path, make_raster, mpras
         if cache:
             env["GDAL_CACHEMAX"] = cache  # megabytes
         out = tmp_path / f"o-{cache}-{io}.tif"
-        run(mpraster_cmd, env, "run", src, out, "-k", "reverse", "-p", "cost=0", "-j", "2",
-            "--io", io, "--block-size", "64", "--co", "COMPRESS=DEFLATE", "-q")
+        run(
+            mpraster_cmd,
+            env,
+            "run",
+            src,
+            out,
+            "-k",
+            "reverse",
+            "-p",
+            "cost=0",
+            "-j",
+            "2",
+            "--io",
+            io,
+            "--block-size",
+            "64",
+            "--co",
+            "COMPRESS=DEFLATE",
+            "-q",
+        )
         digests.add(out.read_bytes())
     assert len(digests) == 1
+
+
+def test_progress_json_events(tmp_path, make_raster, mpraster_cmd, cli_env):
+    src = make_raster((1, 48, 48), "uint8")
+    proc = run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        tmp_path / "o.tif",
+        "-k",
+        "reverse",
+        "-p",
+        "cost=0",
+        "--block-size",
+        "16",
+        "-j",
+        "1",
+        "--progress",
+        "json",
+        "--log-interval",
+        "0",
+        "-q",
+    )
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [e["event"] for e in events] == ["start"] + ["progress"] * 9 + ["end"]
+    assert events[0]["windows"] == 9 and events[0]["pixels"] == 48 * 48
+    last = events[-2]
+    assert (last["windows_done"], last["windows_total"]) == (9, 9)
+    assert last["pixels_done"] == last["pixels_total"] == 2304 and last["eta_seconds"] == 0
+    assert {"mpix_per_second", "elapsed_seconds", "time"} <= set(last)
+    assert events[-1]["stats"]["windows"] == 9 and events[-1]["stats"]["mode"] == "threads"
