@@ -130,6 +130,9 @@ def main() -> None:
     help="Seconds between progress log lines.",
 )
 @click.option(
+    "--stats", "show_stats", is_flag=True, help="Print where the time went and what bounds the run."
+)
+@click.option(
     "--stats-json",
     type=click.Path(dir_okay=False),
     default=None,
@@ -150,6 +153,7 @@ def run_command(
     overwrite,
     progress,
     log_interval,
+    show_stats,
     stats_json,
     quiet,
     verbose,
@@ -190,6 +194,8 @@ def run_command(
             json.dump(stats.as_dict(), fh, indent=2)
     if not quiet:
         click.echo(f"mpraster: {stats.summary()}", err=True)
+    if show_stats:
+        click.echo(stats.report(), err=True)
 
 
 @main.command("kernels")

@@ -53,7 +53,73 @@ class RunStats:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "mpix_per_second": self.mpix_per_second}
+        return {
+            **asdict(self),
+            "mpix_per_second": self.mpix_per_second,
+            "windows_per_second": self.windows_per_second,
+            "bound": self.diagnosis()[0],
+        }
+
+    @property
+    def windows_per_second(self) -> float:
+        return self.windows / self.wall_seconds if self.wall_seconds else 0.0
+
+    def diagnosis(self) -> tuple[str, str]:
+        """What bounds the run, from the timers: (kind, one line of advice).
+
+        The main process writes (and, with ``io="main"``, reads); workers read (with
+        ``io="workers"``) and compute. Whichever side was busy for most of the wall time
+        is the bound: ``writer``, ``reader`` (main-process reading), ``compute`` or
+        ``read`` (worker time, in kernels or in reading), else ``overhead``.
+        """
+        wall = self.wall_seconds or 1e-9
+        main_read = self.read_seconds if self.io == "main" else 0.0
+        worker_read = self.read_seconds - main_read
+        worker_capacity = wall * max(self.jobs, 1)
+        shares = {
+            "writer": self.write_seconds / wall,
+            "reader": main_read / wall,
+            "compute": self.compute_seconds / worker_capacity,
+            "read": worker_read / worker_capacity,
+        }
+        kind, share = max(shares.items(), key=lambda item: item[1])
+        percent = f"{100 * share:.0f}%"
+        if share < 0.5:
+            return "overhead", (
+                f"no stage is busy for more than half the time (largest: {kind} {percent}); "
+                "the run is short or bound by start-up and hand-offs: try larger --block-size"
+            )
+        advice = {
+            "writer": f"writer-bound: {percent} of wall time in writing and compression; try "
+            "--co NUM_THREADS=ALL_CPUS, a faster codec (--co COMPRESS=ZSTD or LZW) or none",
+            "reader": f"reader-bound: {percent} of wall time reading in the main process; "
+            "try --io workers to read and decode in parallel",
+            "compute": f"compute-bound: kernels kept the workers {percent} busy; more -j "
+            "(cores) or a faster kernel is what helps",
+            "read": f"read-bound: workers spent {percent} of their time reading; faster "
+            "storage or an input codec that decodes faster helps",
+        }
+        return kind, advice[kind]
+
+    def report(self) -> str:
+        """A few lines: where the time went and what bounds the run."""
+        wall = self.wall_seconds or 1e-9
+        readers = "main process" if self.io == "main" else "workers, summed"
+        busy = 100 * self.compute_seconds / (wall * max(self.jobs, 1))
+        return "\n".join(
+            [
+                f"wall {self.wall_seconds:.2f} s, {self.windows_per_second:.1f} windows/s, "
+                f"{self.mpix_per_second:.2f} MPix/s, {self.bytes_read / 2**20:.1f} MiB read, "
+                f"{self.bytes_written / 2**20:.1f} MiB written",
+                f"read    {self.read_seconds:8.2f} s  ({readers})",
+                f"compute {self.compute_seconds:8.2f} s  (workers, summed; {busy:.0f}% of "
+                f"{self.jobs} workers)",
+                f"write   {self.write_seconds:8.2f} s  (main process, "
+                f"{100 * self.write_seconds / wall:.0f}% of wall)",
+                f"wait    {self.wait_seconds:8.2f} s  (main process waiting on workers)",
+                self.diagnosis()[1],
+            ]
+        )
 
 
 class ProgressSink(Protocol):

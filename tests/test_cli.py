@@ -244,3 +244,27 @@ def test_progress_json_events(tmp_path, make_raster, mpraster_cmd, cli_env):
     assert last["pixels_done"] == last["pixels_total"] == 2304 and last["eta_seconds"] == 0
     assert {"mpix_per_second", "elapsed_seconds", "time"} <= set(last)
     assert events[-1]["stats"]["windows"] == 9 and events[-1]["stats"]["mode"] == "threads"
+
+
+def test_stats_report(tmp_path, make_raster, mpraster_cmd, cli_env):
+    src = make_raster((3, 64, 64), "uint8")
+    proc = run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        tmp_path / "o.tif",
+        "-k",
+        "reverse",
+        "-p",
+        "cost=20000",
+        "-j",
+        "2",
+        "--block-size",
+        "16",
+        "--stats",
+        "-q",
+    )
+    lines = proc.stderr.splitlines()
+    assert [line.split()[0] for line in lines[1:5]] == ["read", "compute", "write", "wait"]
+    assert lines[-1].startswith("compute-bound")
