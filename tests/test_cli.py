@@ -264,6 +264,8 @@ def test_stats_report(tmp_path, make_raster, mpraster_cmd, cli_env):
         "16",
         "--stats",
         "-q",
+        "--progress",
+        "none",
     )
     lines = proc.stderr.splitlines()
     assert [line.split()[0] for line in lines[1:5]] == ["read", "compute", "write", "wait"]
