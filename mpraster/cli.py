@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from mpraster.engine import IO_PLACEMENTS, MODES, StopSignal, run
+from mpraster.engine import IO_PLACEMENTS, MODES, StopSignal, execute, plan_job
 from mpraster.errors import MprasterError
 from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
 from mpraster.progress import PROGRESS_KINDS, make_progress
@@ -48,6 +48,14 @@ def _stop_on_signals() -> StopSignal:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
+
+
+def _fail(err: MprasterError, verbose: bool = False) -> None:
+    """Report an error in one line (with the traceback under --verbose) and exit with its code."""
+    if verbose:
+        traceback.print_exception(err, file=sys.stderr)
+    click.echo(f"Error: {err}", err=True)
+    sys.exit(err.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,6 +146,9 @@ def main() -> None:
     default=None,
     help="Write the run's figures to this JSON file.",
 )
+@click.option(
+    "--dry-run", is_flag=True, help="Check everything and print the plan; read no pixels."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks (a worker's too) on error.")
 def run_command(
@@ -155,6 +166,7 @@ def run_command(
     log_interval,
     show_stats,
     stats_json,
+    dry_run,
     quiet,
     verbose,
 ) -> None:
@@ -169,7 +181,7 @@ def run_command(
     *inputs, output = files
     stop = _stop_on_signals()
     try:
-        stats = run(
+        job = plan_job(
             inputs,
             output,
             kernel_ref,
@@ -181,14 +193,13 @@ def run_command(
             block_size=block_size,
             creation_options=creation_options,
             overwrite=overwrite,
-            progress=make_progress(progress, sys.stderr, log_interval),
-            stop=stop,
         )
+        if dry_run:
+            click.echo(job.describe())
+            return
+        stats = execute(job, make_progress(progress, sys.stderr, log_interval), stop)
     except MprasterError as err:
-        if verbose:
-            traceback.print_exception(err, file=sys.stderr)
-        click.echo(f"Error: {err}", err=True)
-        sys.exit(err.exit_code)
+        _fail(err, verbose)
     if stats_json:
         with open(stats_json, "w") as fh:
             json.dump(stats.as_dict(), fh, indent=2)
@@ -211,8 +222,7 @@ def kernels_command(name: str | None) -> None:
         try:
             k = load_kernel(name)
         except MprasterError as err:
-            click.echo(f"Error: {err}", err=True)
-            sys.exit(err.exit_code)
+            _fail(err)
         params = ", ".join(p.describe() for p in k.params.values()) or "none"
         click.echo(f"{k.name}\n  halo: {k.halo}\n  releases GIL: {k.releases_gil}")
         click.echo(f"  input dtypes: {', '.join(k.dtypes) if k.dtypes else 'any'}")

@@ -300,10 +300,8 @@ def _strip_bytes(infos: Sequence[InputInfo], block: int) -> int:
     return sum(i.width * block * i.count * np.dtype(i.dtype).itemsize for i in infos)
 
 
-def _main_gdal_env(
-    infos: Sequence[InputInfo], block: int, in_flight: int, io: str
-) -> contextlib.AbstractContextManager:
-    """The main process's GDAL cache: the windows in flight, plus reading if it reads.
+def _main_gdal_env(cache_bytes: int) -> contextlib.AbstractContextManager:
+    """The main process's GDAL cache (see `Job.main_cache_bytes`).
 
     The writer's tiles stay in the cache until GDAL flushes them (compressing on its
     NUM_THREADS); bounding the cache bounds the main process's memory, whatever the
@@ -311,11 +309,7 @@ def _main_gdal_env(
     """
     if "GDAL_CACHEMAX" in os.environ:
         return contextlib.nullcontext()
-    window = max(i.count * np.dtype(i.dtype).itemsize for i in infos) * block * block
-    budget = 2 * in_flight * window + _READER_CACHE_BYTES
-    if io == "main":
-        budget += _strip_bytes(infos, block)
-    return rasterio.Env(GDAL_CACHEMAX=budget)
+    return rasterio.Env(GDAL_CACHEMAX=cache_bytes)
 
 
 # Few tiles over many workers leave workers idle at the end of a run (4 tiles of unequal
@@ -426,6 +420,159 @@ def _schedule(
             written += 1
 
 
+@dataclass(frozen=True)
+class Job:
+    """A checked and planned run: everything decided before any pixel is read."""
+
+    paths: tuple[str, ...]
+    output: str
+    kernel: Kernel
+    params: Mapping[str, Any]
+    mode: str
+    io: str
+    why: str
+    jobs: int
+    prefetch: int
+    block_size: int
+    infos: tuple[InputInfo, ...]
+    dtype: np.dtype
+    bands: int
+    profile: Mapping[str, Any]
+    tasks: tuple[WindowTask, ...]
+    overwrite: bool
+
+    @property
+    def in_flight(self) -> int:
+        """The most windows held at once (read, computing, or waiting to be written)."""
+        return self.jobs * self.prefetch
+
+    @property
+    def main_cache_bytes(self) -> int:
+        """GDAL block cache of the main process (see `_main_gdal_env`)."""
+        window = max(i.count * np.dtype(i.dtype).itemsize for i in self.infos)
+        budget = 2 * self.in_flight * window * self.block_size**2 + _READER_CACHE_BYTES
+        if self.io == "main":
+            budget += _strip_bytes(self.infos, self.block_size)
+        return budget
+
+    @property
+    def worker_cache_bytes(self) -> int:
+        """GDAL block cache of each worker process."""
+        extra = _strip_bytes(self.infos, self.block_size) if self.io == "workers" else 0
+        return _READER_CACHE_BYTES + extra
+
+    def memory_estimate(self) -> dict[str, int]:
+        """Bytes of pixel data held at the peak: windows in flight and GDAL caches.
+
+        The interpreter, NumPy and GDAL themselves add some 70 MiB per process on top.
+        """
+        largest = max(self.tasks, key=lambda t: int(t.read.height) * int(t.read.width))
+        read_pixels = int(largest.read.height) * int(largest.read.width)
+        window_in = sum(i.count * np.dtype(i.dtype).itemsize for i in self.infos) * read_pixels
+        window_out = self.bands * self.dtype.itemsize * largest.pixels
+        # Process workers hold their own copy of what they read and return.
+        copies = 2 if self.mode == "processes" else 1
+        caches = self.main_cache_bytes
+        if self.mode == "processes":
+            caches += self.jobs * self.worker_cache_bytes
+        windows = self.in_flight * (window_in + window_out) * copies
+        return {"windows": windows, "gdal_cache": caches, "total": windows + caches}
+
+    def describe(self) -> str:
+        """The plan in a few lines, as ``--dry-run`` prints it."""
+        first = self.infos[0]
+        lines = ["inputs:"]
+        for info in self.infos:
+            lines.append(
+                f"  {info.path}: {info.count} x {info.height} x {info.width} {info.dtype}, "
+                f"nodata {info.nodata}, CRS {info.crs}"
+            )
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params.items()) or "none"
+        tiles = len({(t.tile.row_off, t.tile.col_off) for t in self.tasks})
+        memory = self.memory_estimate()
+        profile = ", ".join(
+            f"{k}={v}" for k, v in self.profile.items() if k not in ("crs", "transform")
+        )
+        lines += [
+            f"kernel: {self.kernel.name} ({params}); halo {self.kernel.halo}, "
+            f"{'releases' if self.kernel.releases_gil else 'holds'} the GIL",
+            f"mode: {self.mode}, io={self.io}, -j {self.jobs} ({self.why})",
+            f"plan: {len(self.tasks)} windows over {tiles} tiles of {self.block_size}, "
+            f"{first.height * first.width / 1e6:.2f} MPix; at most {self.in_flight} windows "
+            "in flight",
+            f"memory estimate: {memory['total'] / 2**20:.0f} MiB of pixel data at the peak "
+            f"({memory['windows'] / 2**20:.1f} MiB windows in flight + GDAL caches capped at "
+            f"{memory['gdal_cache'] / 2**20:.0f} MiB), plus ~70 MiB per process",
+            f"output: {self.output} ({profile})",
+        ]
+        return "\n".join(lines)
+
+
+def plan_job(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    kernel: str | Kernel,
+    *,
+    mode: str = "auto",
+    io: str | None = None,
+    jobs: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    prefetch: int = 2,
+    block_size: int = 512,
+    creation_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Job:
+    """Check every input and option and plan the run, without reading any pixel.
+
+    Takes the arguments of `run` (but ``progress`` and ``stop``) and raises the same errors
+    a real run would raise for them.
+    """
+    paths = (
+        [os.fspath(inputs)]
+        if isinstance(inputs, (str, os.PathLike))
+        else [os.fspath(p) for p in inputs]
+    )
+    if not paths:
+        raise OptionError("no input given; pass at least one raster")
+    output = os.fspath(output)
+    kernel = kernel if isinstance(kernel, Kernel) else load_kernel(kernel)
+    parsed = kernel.parse_params(params or {})
+    jobs_given = jobs is not None
+    jobs = _check_count(jobs, "-j/--jobs") if jobs_given else default_jobs()
+    prefetch = _check_count(prefetch, "--prefetch")
+    check_block_size(block_size)
+    mode, io, why = resolve_mode(mode, io, kernel)
+    if not jobs_given:
+        why += "; -j from the CPUs this process may use"
+    infos = inspect_inputs(paths)
+    kernel.check_dtypes([i.dtype for i in infos], paths)
+    dtype = kernel.output_dtype([i.dtype for i in infos], parsed)
+    bands = kernel.output_bands([i.count for i in infos], parsed)
+    profile = output_profile(infos[0], dtype, bands, block_size, creation_options, jobs)
+    check_output(output, overwrite)
+    tasks = plan_windows(
+        infos[0].height, infos[0].width, block_size, kernel.halo, _TASKS_PER_WORKER * jobs
+    )
+    return Job(
+        paths=tuple(paths),
+        output=output,
+        kernel=kernel,
+        params=parsed,
+        mode=mode,
+        io=io,
+        why=why,
+        jobs=jobs,
+        prefetch=prefetch,
+        block_size=block_size,
+        infos=tuple(infos),
+        dtype=dtype,
+        bands=bands,
+        profile=profile,
+        tasks=tuple(tasks),
+        overwrite=overwrite,
+    )
+
+
 def run(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -486,54 +633,52 @@ def run(
         is untouched and no partial file is left.
     """
     wall_start = time.perf_counter()
-    paths = (
-        [os.fspath(inputs)]
-        if isinstance(inputs, (str, os.PathLike))
-        else [os.fspath(p) for p in inputs]
+    job = plan_job(
+        inputs,
+        output,
+        kernel,
+        mode=mode,
+        io=io,
+        jobs=jobs,
+        params=params,
+        prefetch=prefetch,
+        block_size=block_size,
+        creation_options=creation_options,
+        overwrite=overwrite,
     )
-    if not paths:
-        raise OptionError("no input given; pass at least one raster")
-    output = os.fspath(output)
-    kernel = kernel if isinstance(kernel, Kernel) else load_kernel(kernel)
-    parsed = kernel.parse_params(params or {})
-    jobs = default_jobs() if jobs is None else _check_count(jobs, "-j/--jobs")
-    prefetch = _check_count(prefetch, "--prefetch")
-    check_block_size(block_size)
-    mode, io, _ = resolve_mode(mode, io, kernel)
-    infos = inspect_inputs(paths)
-    kernel.check_dtypes([i.dtype for i in infos], paths)
-    dtype = kernel.output_dtype([i.dtype for i in infos], parsed)
-    bands = kernel.output_bands([i.count for i in infos], parsed)
-    profile = output_profile(infos[0], dtype, bands, block_size, creation_options, jobs)
-    check_output(output, overwrite)
-    tasks = plan_windows(
-        infos[0].height, infos[0].width, block_size, kernel.halo, _TASKS_PER_WORKER * jobs
-    )
+    stats = execute(job, progress, stop)
+    stats.wall_seconds = time.perf_counter() - wall_start
+    return stats
 
-    stats = RunStats(mode=mode, io=io, jobs=jobs, kernel=kernel.name)
+
+def execute(
+    job: Job, progress: ProgressSink | None = None, stop: StopSignal | None = None
+) -> RunStats:
+    """Run a planned `Job`; see `run`."""
+    wall_start = time.perf_counter()
+    stats = RunStats(mode=job.mode, io=job.io, jobs=job.jobs, kernel=job.kernel.name)
     progress = progress or NullProgress()
     spec = WorkerSpec(
         run_id=next(_run_ids),
-        kernel_ref=kernel.ref,
-        params=parsed,
-        paths=tuple(paths),
-        dtype=dtype.name,
-        bands=bands,
-        in_process=mode == "processes",
-        gdal_cache_bytes=_READER_CACHE_BYTES
-        + (_strip_bytes(infos, block_size) if io == "workers" else 0),
+        kernel_ref=job.kernel.ref,
+        params=job.params,
+        paths=job.paths,
+        dtype=job.dtype.name,
+        bands=job.bands,
+        in_process=job.mode == "processes",
+        gdal_cache_bytes=job.worker_cache_bytes,
     )
-    main_readers = [open_raster(p) for p in paths] if io == "main" else []
-    executor = EXECUTOR_FACTORIES[mode](jobs, spec)
+    main_readers = [open_raster(p) for p in job.paths] if job.io == "main" else []
+    executor = EXECUTOR_FACTORIES[job.mode](job.jobs, spec)
     finished = False
     try:
         with (
-            _main_gdal_env(infos, block_size, jobs * prefetch, io),
-            OutputWriter(output, profile, overwrite) as writer,
+            _main_gdal_env(job.main_cache_bytes),
+            OutputWriter(job.output, job.profile, job.overwrite) as writer,
         ):
 
             def submit(task: WindowTask) -> Future:
-                if io == "workers":
+                if job.io == "workers":
                     return executor.submit(_read_and_compute, task)
                 start = time.perf_counter()
                 arrays = read_window(main_readers, task)
@@ -541,7 +686,7 @@ def run(
                 stats.bytes_read += sum(a.nbytes for a in arrays)
                 return executor.submit(_compute, task, arrays)
 
-            assembly = TileAssembly(writer, dtype, bands)
+            assembly = TileAssembly(writer, job.dtype, job.bands)
 
             def write(task: WindowTask, result: WindowResult) -> None:
                 start = time.perf_counter()
@@ -555,8 +700,8 @@ def run(
                 stats.bytes_read += result.bytes_read
                 progress.advance(1, task.pixels)
 
-            progress.start(len(tasks), sum(t.pixels for t in tasks))
-            _schedule(tasks, submit, write, jobs * prefetch, stats, stop)
+            progress.start(len(job.tasks), sum(t.pixels for t in job.tasks))
+            _schedule(job.tasks, submit, write, job.in_flight, stats, stop)
             start = time.perf_counter()
             writer.commit()
             stats.write_seconds += time.perf_counter() - start

@@ -270,3 +270,51 @@ def test_stats_report(tmp_path, make_raster, mpraster_cmd, cli_env):
     lines = proc.stderr.splitlines()
     assert [line.split()[0] for line in lines[1:5]] == ["read", "compute", "write", "wait"]
     assert lines[-1].startswith("compute-bound")
+
+
+def test_dry_run_prints_the_plan_and_reads_nothing(tmp_path, make_raster, mpraster_cmd, cli_env):
+    src = make_raster((2, 100, 90), "uint16")
+    out = tmp_path / "o.tif"
+    proc = run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        out,
+        "-k",
+        "reverse-py",
+        "-j",
+        "2",
+        "--block-size",
+        "32",
+        "--dry-run",
+    )
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+    text = proc.stdout
+    assert "2 x 100 x 90 uint16" in text
+    assert "mode: processes, io=workers, -j 2 (kernel 'reverse-py' holds the GIL)" in text
+    assert "over 12 tiles of 32" in text and "at most 4 windows in flight" in text
+    assert "memory estimate:" in text and "MiB" in text
+    assert "dtype=uint16, count=2" in text and "blockxsize=32" in text
+
+
+def test_dry_run_reports_bad_input_like_a_run(tmp_path, make_raster, mpraster_cmd, cli_env):
+    src = make_raster((1, 20, 20), "uint8")
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"x")
+    proc = run(mpraster_cmd, cli_env, "run", src, out, "-k", "reverse", "--dry-run", check=False)
+    assert proc.returncode == 9 and "output exists" in proc.stderr
+    proc = run(
+        mpraster_cmd,
+        cli_env,
+        "run",
+        src,
+        tmp_path / "p.tif",
+        "-k",
+        "reverse",
+        "-p",
+        "cost=x",
+        "--dry-run",
+        check=False,
+    )
+    assert proc.returncode == 7
