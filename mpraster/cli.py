@@ -17,6 +17,7 @@ import click
 
 from mpraster.engine import IO_PLACEMENTS, MODES, StopSignal, execute, plan_job
 from mpraster.errors import MprasterError
+from mpraster.io import RESAMPLING_METHODS, CogOptions, parse_overviews
 from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
 from mpraster.progress import PROGRESS_KINDS, make_progress
 
@@ -121,6 +122,27 @@ def main() -> None:
     help="GTiff creation option KEY=VALUE (repeatable), e.g. COMPRESS=DEFLATE.",
 )
 @click.option(
+    "--driver",
+    type=click.Choice(["GTiff", "COG"], case_sensitive=False),
+    default="GTiff",
+    show_default=True,
+    help="Output format: a tiled GeoTIFF, or a Cloud-Optimized GeoTIFF.",
+)
+@click.option("--cog", is_flag=True, help="Same as --driver COG.")
+@click.option(
+    "--overviews",
+    default="auto",
+    show_default=True,
+    help="COG overviews: auto, none, or factors like 2,4,8.",
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(RESAMPLING_METHODS),
+    default="nearest",
+    show_default=True,
+    help="Resampling for COG overviews.",
+)
+@click.option(
     "--overwrite", is_flag=True, help="Replace an existing output (once the new one is complete)."
 )
 @click.option(
@@ -161,6 +183,10 @@ def run_command(
     prefetch,
     block_size,
     creation_options,
+    driver,
+    cog,
+    overviews,
+    resampling,
     overwrite,
     progress,
     log_interval,
@@ -181,6 +207,11 @@ def run_command(
     *inputs, output = files
     stop = _stop_on_signals()
     try:
+        cog_options = (
+            CogOptions(parse_overviews(overviews), resampling)
+            if cog or driver.upper() == "COG"
+            else None
+        )
         job = plan_job(
             inputs,
             output,
@@ -193,6 +224,7 @@ def run_command(
             block_size=block_size,
             creation_options=creation_options,
             overwrite=overwrite,
+            cog=cog_options,
         )
         if dry_run:
             click.echo(job.describe())

@@ -32,6 +32,7 @@ import rasterio
 
 from mpraster.errors import Interrupted, OptionError, WindowFailed, WorkerDied
 from mpraster.io import (
+    CogOptions,
     InputInfo,
     OutputWriter,
     check_output,
@@ -46,6 +47,7 @@ from mpraster.plan import WindowTask, check_block_size, plan_windows
 from mpraster.progress import NullProgress, ProgressSink, RunStats
 
 MODES = ("auto", "threads", "processes")
+COG_MIN_BLOCK = 128
 IO_PLACEMENTS = ("main", "workers")
 
 
@@ -440,6 +442,7 @@ class Job:
     profile: Mapping[str, Any]
     tasks: tuple[WindowTask, ...]
     overwrite: bool
+    cog: CogOptions | None = None
 
     @property
     def in_flight(self) -> int:
@@ -503,7 +506,7 @@ class Job:
             f"memory estimate: {memory['total'] / 2**20:.0f} MiB of pixel data at the peak "
             f"({memory['windows'] / 2**20:.1f} MiB windows in flight + GDAL caches capped at "
             f"{memory['gdal_cache'] / 2**20:.0f} MiB), plus ~70 MiB per process",
-            f"output: {self.output} ({profile})",
+            f"output: {self.output} ({'COG, ' if self.cog else ''}{profile})",
         ]
         return "\n".join(lines)
 
@@ -521,6 +524,7 @@ def plan_job(
     block_size: int = 512,
     creation_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    cog: CogOptions | None = None,
 ) -> Job:
     """Check every input and option and plan the run, without reading any pixel.
 
@@ -541,6 +545,11 @@ def plan_job(
     jobs = _check_count(jobs, "-j/--jobs") if jobs_given else default_jobs()
     prefetch = _check_count(prefetch, "--prefetch")
     check_block_size(block_size)
+    if cog is not None and block_size < COG_MIN_BLOCK:
+        raise OptionError(
+            f"a COG needs --block-size of {COG_MIN_BLOCK} or more (GDAL's COG driver), "
+            f"got {block_size}"
+        )
     mode, io, why = resolve_mode(mode, io, kernel)
     if not jobs_given:
         why += "; -j from the CPUs this process may use"
@@ -570,6 +579,7 @@ def plan_job(
         profile=profile,
         tasks=tuple(tasks),
         overwrite=overwrite,
+        cog=cog,
     )
 
 
@@ -586,6 +596,7 @@ def run(
     block_size: int = 512,
     creation_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    cog: CogOptions | None = None,
     progress: ProgressSink | None = None,
     stop: StopSignal | None = None,
 ) -> RunStats:
@@ -616,6 +627,8 @@ def run(
         GDAL GTiff creation options (``COMPRESS=DEFLATE``, ``NUM_THREADS=2``, ...).
     overwrite : bool
         Replace an existing output (only once the new one is complete).
+    cog : CogOptions, optional
+        Write a Cloud-Optimized GeoTIFF (with overviews) instead of a plain tiled one.
     progress : ProgressSink, optional
         Where to report progress; default none.
     stop : StopSignal, optional
@@ -645,6 +658,7 @@ def run(
         block_size=block_size,
         creation_options=creation_options,
         overwrite=overwrite,
+        cog=cog,
     )
     stats = execute(job, progress, stop)
     stats.wall_seconds = time.perf_counter() - wall_start
@@ -674,7 +688,7 @@ def execute(
     try:
         with (
             _main_gdal_env(job.main_cache_bytes),
-            OutputWriter(job.output, job.profile, job.overwrite) as writer,
+            OutputWriter(job.output, job.profile, job.overwrite, job.cog) as writer,
         ):
 
             def submit(task: WindowTask) -> Future:

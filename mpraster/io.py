@@ -272,29 +272,105 @@ def partial_path(target: str) -> str:
     return f"{target}.partial"
 
 
+RESAMPLING_METHODS = ("nearest", "average", "bilinear", "cubic", "mode", "gauss", "lanczos")
+# GTiff creation options that carry over to GDAL's COG driver.
+_COG_OPTIONS = {"compress", "predictor", "level", "quality", "num_threads", "bigtiff", "zstd_level"}
+
+
+@dataclass(frozen=True)
+class CogOptions:
+    """How to turn the finished output into a Cloud-Optimized GeoTIFF.
+
+    ``overviews`` is ``"auto"`` (halve until the image fits in one tile), ``"none"``, or
+    decimation factors such as ``(2, 4, 8)``; ``resampling`` is used to build them.
+    """
+
+    overviews: str | tuple[int, ...] = "auto"
+    resampling: str = "nearest"
+
+    def __post_init__(self) -> None:
+        if self.resampling not in RESAMPLING_METHODS:
+            raise OptionError(
+                f"unknown --resampling '{self.resampling}'; choose one of "
+                f"{', '.join(RESAMPLING_METHODS)}"
+            )
+        if isinstance(self.overviews, str):
+            if self.overviews not in ("auto", "none"):
+                raise OptionError(
+                    f"--overviews takes auto, none or factors like 2,4,8; got '{self.overviews}'"
+                )
+        elif not self.overviews or any(f < 2 for f in self.overviews):
+            raise OptionError(f"overview factors must be 2 or more, got {self.overviews}")
+
+
+def parse_overviews(text: str) -> str | tuple[int, ...]:
+    """``auto``, ``none`` or comma-separated factors (``2,4,8``), as ``--overviews`` takes."""
+    if text in ("auto", "none"):
+        return text
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError as err:
+        raise OptionError(
+            f"--overviews takes auto, none or factors like 2,4,8; got '{text}'"
+        ) from err
+
+
+def _cog_copy(src_path: str, dst_path: str, profile: Mapping[str, Any], cog: CogOptions) -> None:
+    """Write ``src_path`` as a COG at ``dst_path`` with GDAL's COG driver."""
+    from rasterio.enums import Resampling
+    from rasterio.shutil import copy
+
+    options = {k: v for k, v in profile.items() if k in _COG_OPTIONS}
+    options["blocksize"] = profile["blockxsize"]
+    if isinstance(cog.overviews, tuple):
+        with rasterio.open(src_path, "r+") as dst:
+            dst.build_overviews(list(cog.overviews), Resampling[cog.resampling])
+        options["overviews"] = "FORCE_USE_EXISTING"
+    else:
+        options["overviews"] = "AUTO" if cog.overviews == "auto" else "NONE"
+        options["overview_resampling"] = cog.resampling
+    copy(src_path, dst_path, driver="COG", **options)
+
+
 class OutputWriter:
     """The single writer: builds the output beside the target, renames it in when complete.
 
     Use as a context manager; `commit` makes the output appear at the target. Leaving the
-    block without committing (an error, Ctrl-C) removes the partial file and leaves any
-    earlier output at the target untouched.
+    block without committing (an error, Ctrl-C) removes the partial files and leaves any
+    earlier output at the target untouched. With ``cog``, the windows go to an untiled-
+    compression GTiff first, and GDAL's COG driver writes the final file from it at commit
+    (a COG's overviews and layout can only be made from the whole image).
     """
 
-    def __init__(self, target: str, profile: Mapping[str, Any], overwrite: bool) -> None:
+    def __init__(
+        self,
+        target: str,
+        profile: Mapping[str, Any],
+        overwrite: bool,
+        cog: CogOptions | None = None,
+    ) -> None:
         self.target = target
         self.path = partial_path(target)
         self.profile = dict(profile)
         self.overwrite = overwrite
+        self.cog = cog
+        # The COG driver compresses; the intermediate file need not.
+        self._work_path = f"{self.path}-gtiff" if cog else self.path
+        self._work_profile = (
+            {k: v for k, v in self.profile.items() if k not in _COG_OPTIONS - {"bigtiff"}}
+            if cog
+            else self.profile
+        )
         self._dst: rasterio.io.DatasetWriter | None = None
 
     def __enter__(self) -> OutputWriter:
         check_output(self.target, self.overwrite)
         try:
-            self._dst = rasterio.open(self.path, "w", **self.profile)
+            self._dst = rasterio.open(self._work_path, "w", **self._work_profile)
         except (RasterioError, OSError) as err:
             self._remove_partial()
             raise OutputPathError(
-                f"cannot create {self.path}: {_one_line(err)}; check that the output "
+                f"cannot create {self._work_path}: {_one_line(err)}; check that the output "
                 "folder is writable and has space"
             ) from err
         return self
@@ -304,13 +380,15 @@ class OutputWriter:
         try:
             self._dst.write(array, window=window)
         except RasterioError as err:
-            raise OutputPathError(f"writing {self.path} failed: {_one_line(err)}") from err
+            raise OutputPathError(f"writing {self._work_path} failed: {_one_line(err)}") from err
 
     def commit(self) -> None:
         """Close the output and move it to the target (replacing one only with overwrite)."""
         dst, self._dst = self._dst, None
         try:
             dst.close()
+            if self.cog is not None:
+                _cog_copy(self._work_path, self.path, self.profile, self.cog)
         except RasterioError as err:
             self._remove_partial()
             raise OutputPathError(f"finishing {self.path} failed: {_one_line(err)}") from err
@@ -320,12 +398,14 @@ class OutputWriter:
                 f"output appeared while running: {self.target}; pass --overwrite to replace it"
             )
         os.replace(self.path, self.target)
+        self._remove_partial()
 
     def _remove_partial(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        for path in {self.path, self._work_path}:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def __exit__(self, *exc_info: object) -> None:
         if self._dst is not None:
@@ -334,3 +414,5 @@ class OutputWriter:
                 dst.close()
             finally:
                 self._remove_partial()
+        elif exc_info[0] is not None:
+            self._remove_partial()
