@@ -366,15 +366,12 @@ class StopSignal:
         return self._event.is_set()
 
 
-def _collect(future: Future, task: WindowTask, in_flight: Sequence[WindowTask]) -> WindowResult:
-    try:
-        return future.result()
-    except BrokenExecutor as err:
-        lost = ", ".join(describe_window(t) for t in sorted(in_flight, key=lambda t: t.index))
-        raise WorkerDied(
-            "a worker process died (crashed, killed or out of memory) while windows "
-            f"{lost} were in flight; nothing was written to the output"
-        ) from err
+def _worker_died(err: BrokenExecutor, in_flight: Sequence[WindowTask]) -> WorkerDied:
+    lost = ", ".join(describe_window(t) for t in sorted(in_flight, key=lambda t: t.index))
+    return WorkerDied(
+        "a worker process died (crashed, killed or out of memory) while windows "
+        f"{lost} were in flight; nothing was written to the output"
+    )
 
 
 def _schedule(
@@ -408,7 +405,11 @@ def _schedule(
             )
         while submitted < len(tasks) and submitted - written < max_in_flight:
             task = tasks[submitted]
-            pending[submit(task)] = task
+            try:
+                pending[submit(task)] = task
+            except BrokenExecutor as err:
+                # A worker died between two submissions: the pool refuses new work.
+                raise _worker_died(err, list(pending.values())) from err
             submitted += 1
         start = time.perf_counter()
         # The timeout only bounds how long a stop request waits to be seen.
@@ -416,7 +417,10 @@ def _schedule(
         stats.wait_seconds += time.perf_counter() - start
         for future in done:
             task = pending.pop(future)
-            ready[task.index] = _collect(future, task, [task, *pending.values()])
+            try:
+                ready[task.index] = future.result()
+            except BrokenExecutor as err:
+                raise _worker_died(err, [task, *pending.values()]) from err
         while written < len(tasks) and tasks[written].index in ready:
             write(tasks[written], ready.pop(tasks[written].index))
             written += 1
