@@ -368,9 +368,10 @@ class StopSignal:
 
 def _worker_died(err: BrokenExecutor, in_flight: Sequence[WindowTask]) -> WorkerDied:
     lost = ", ".join(describe_window(t) for t in sorted(in_flight, key=lambda t: t.index))
+    during = f" while windows {lost} were in flight" if lost else ""
     return WorkerDied(
-        "a worker process died (crashed, killed or out of memory) while windows "
-        f"{lost} were in flight; nothing was written to the output"
+        f"a worker process died (crashed, killed or out of memory){during}; "
+        "nothing was written to the output"
     )
 
 
