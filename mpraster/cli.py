@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from rasterio.rio import options as rio_options  # rio's own --co/--profile and --overwrite
 
 from mpraster.engine import IO_PLACEMENTS, MODES, StopSignal, execute, plan_job
 from mpraster.errors import MprasterError
@@ -59,7 +60,7 @@ def _fail(err: MprasterError, verbose: bool = False) -> None:
     sys.exit(err.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("mpraster", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mpraster")
 def main() -> None:
     """Run a raster kernel over GeoTIFFs window by window, in parallel."""
@@ -113,14 +114,7 @@ def main() -> None:
     show_default=True,
     help="Window and output tile size (multiple of 16).",
 )
-@click.option(
-    "--co",
-    "--profile",
-    "creation_options",
-    multiple=True,
-    callback=_key_value_pairs("--co"),
-    help="GTiff creation option KEY=VALUE (repeatable), e.g. COMPRESS=DEFLATE.",
-)
+@rio_options.creation_options
 @click.option(
     "--driver",
     type=click.Choice(["GTiff", "COG"], case_sensitive=False),
@@ -142,9 +136,7 @@ def main() -> None:
     show_default=True,
     help="Resampling for COG overviews.",
 )
-@click.option(
-    "--overwrite", is_flag=True, help="Replace an existing output (once the new one is complete)."
-)
+@rio_options.overwrite_opt
 @click.option(
     "--progress",
     type=click.Choice(PROGRESS_KINDS),
