@@ -45,6 +45,7 @@ from mpraster.io import (
 from mpraster.kernels import Kernel, load_kernel
 from mpraster.plan import WindowTask, check_block_size, plan_windows
 from mpraster.progress import NullProgress, ProgressSink, RunStats
+from mpraster.transport import Slot, SlotPool, put_result, slot_inputs
 
 MODES = ("auto", "threads", "processes")
 COG_MIN_BLOCK = 128
@@ -117,10 +118,13 @@ class WindowResult:
     """One window's output and the time spent on it, sent back to the main process."""
 
     index: int
-    data: np.ndarray
+    data: np.ndarray | None
     read_seconds: float
     compute_seconds: float
     bytes_read: int
+    # When the result travelled in shared memory: the slot, and the result's shape.
+    slot: Slot | None = None
+    shape: tuple[int, ...] = ()
 
 
 class _WorkerState:
@@ -214,21 +218,30 @@ def apply_kernel(
     return out
 
 
-def _compute(task: WindowTask, arrays: list[np.ndarray]) -> WindowResult:
+def _compute(
+    task: WindowTask, arrays: list[np.ndarray] | None, slot: Slot | None = None
+) -> WindowResult:
+    """Run the kernel on a window's arrays (or the ones in ``slot``); worker side."""
     state: _WorkerState = _local.state
     start = time.perf_counter()
+    if arrays is None:
+        arrays = slot_inputs(slot)
     out = apply_kernel(
         state.kernel, state.spec.params, task, arrays, np.dtype(state.spec.dtype), state.spec.bands
     )
-    return WindowResult(task.index, out, 0.0, time.perf_counter() - start, 0)
+    if slot is None:
+        return WindowResult(task.index, out, 0.0, time.perf_counter() - start, 0)
+    put_result(slot, out)
+    elapsed = time.perf_counter() - start
+    return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape)
 
 
-def _read_and_compute(task: WindowTask) -> WindowResult:
+def _read_and_compute(task: WindowTask, slot: Slot | None = None) -> WindowResult:
     state: _WorkerState = _local.state
     start = time.perf_counter()
     arrays = state.read(task)
     read_seconds = time.perf_counter() - start
-    result = _compute(task, arrays)
+    result = _compute(task, arrays, slot)
     result.read_seconds = read_seconds
     result.bytes_read = sum(a.nbytes for a in arrays)
     return result
@@ -469,15 +482,22 @@ class Job:
         extra = _strip_bytes(self.infos, self.block_size) if self.io == "workers" else 0
         return _READER_CACHE_BYTES + extra
 
+    def window_bytes(self, inputs: bool = True) -> tuple[int, int]:
+        """Bytes of the largest window's inputs (as read, halo included) and output."""
+        largest = max(self.tasks, key=lambda t: int(t.read.height) * int(t.read.width))
+        read_pixels = int(largest.read.height) * int(largest.read.width)
+        per_pixel = sum(i.count * np.dtype(i.dtype).itemsize for i in self.infos)
+        # Each input's array is aligned in a slot; a little slack per input covers it.
+        window_in = (per_pixel * read_pixels + 64 * len(self.infos)) if inputs else 0
+        window_out = self.bands * self.dtype.itemsize * max(t.pixels for t in self.tasks)
+        return window_in, window_out
+
     def memory_estimate(self) -> dict[str, int]:
         """Bytes of pixel data held at the peak: windows in flight and GDAL caches.
 
         The interpreter, NumPy and GDAL themselves add some 70 MiB per process on top.
         """
-        largest = max(self.tasks, key=lambda t: int(t.read.height) * int(t.read.width))
-        read_pixels = int(largest.read.height) * int(largest.read.width)
-        window_in = sum(i.count * np.dtype(i.dtype).itemsize for i in self.infos) * read_pixels
-        window_out = self.bands * self.dtype.itemsize * largest.pixels
+        window_in, window_out = self.window_bytes()
         # Process workers hold their own copy of what they read and return.
         copies = 2 if self.mode == "processes" else 1
         caches = self.main_cache_bytes
@@ -688,6 +708,11 @@ def execute(
         gdal_cache_bytes=job.worker_cache_bytes,
     )
     main_readers = [open_raster(p) for p in job.paths] if job.io == "main" else []
+    slots = (
+        SlotPool(job.in_flight, *job.window_bytes(inputs=job.io == "main"))
+        if job.mode == "processes"
+        else None
+    )
     executor = EXECUTOR_FACTORIES[job.mode](job.jobs, spec)
     finished = False
     try:
@@ -698,22 +723,30 @@ def execute(
 
             def submit(task: WindowTask) -> Future:
                 if job.io == "workers":
-                    return executor.submit(_read_and_compute, task)
+                    slot = slots.acquire() if slots else None
+                    return executor.submit(_read_and_compute, task, slot)
                 start = time.perf_counter()
                 arrays = read_window(main_readers, task)
                 stats.read_seconds += time.perf_counter() - start
                 stats.bytes_read += sum(a.nbytes for a in arrays)
-                return executor.submit(_compute, task, arrays)
+                if slots is None:
+                    return executor.submit(_compute, task, arrays)
+                return executor.submit(_compute, task, None, slots.acquire(arrays))
 
             assembly = TileAssembly(writer, job.dtype, job.bands)
 
             def write(task: WindowTask, result: WindowResult) -> None:
                 start = time.perf_counter()
-                assembly.add(task, result.data)
+                data = result.data
+                if result.slot is not None:
+                    data = slots.result(result.slot, result.shape, job.dtype)
+                assembly.add(task, data)
+                if result.slot is not None:
+                    slots.release(result.slot)
                 stats.write_seconds += time.perf_counter() - start
                 stats.windows += 1
                 stats.pixels += task.pixels
-                stats.bytes_written += result.data.nbytes
+                stats.bytes_written += data.nbytes
                 stats.read_seconds += result.read_seconds
                 stats.compute_seconds += result.compute_seconds
                 stats.bytes_read += result.bytes_read
@@ -733,6 +766,8 @@ def execute(
         else:
             _stop_executor(executor)
         _close_thread_states(spec.run_id)
+        if slots is not None:
+            slots.close()
         for reader in main_readers:
             reader.close()
         progress.close()

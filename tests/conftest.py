@@ -82,10 +82,16 @@ def rgb_byte() -> Path:
     return path
 
 
+def _shared_memory_blocks() -> set[str]:
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.iterdir() if p.name.startswith("psm_")} if shm.is_dir() else set()
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_workers():
-    """Fail a test that leaves worker threads or processes behind."""
+    """Fail a test that leaves worker threads, processes or shared memory behind."""
     threads_before = {t.ident for t in threading.enumerate()}
+    shm_before = _shared_memory_blocks()
     yield
     children = multiprocessing.active_children()
     for child in children:
@@ -96,6 +102,8 @@ def no_leaked_workers():
         if t.ident not in threads_before and t.name.startswith("mpraster")
     ]
     assert not children, f"worker processes left behind: {children}"
+    leaked_blocks = _shared_memory_blocks() - shm_before
+    assert not leaked_blocks, f"shared memory left behind: {leaked_blocks}"
     assert not leaked, f"worker threads left behind: {leaked}"
 
 
