@@ -1,14 +1,22 @@
-"""Benchmark mpraster against rasterio's own thread-pool pattern, as whole processes.
+"""Benchmark mpraster against the ways people do this job today, as whole processes.
 
-    $ python scripts/bench.py [--runs 5] [--input ../shared/data/RGB.byte.tif] [--write]
+    $ python scripts/bench.py [--runs 3] [--jobs cpu-rgb,cpu-2048,io-8192] [--write]
 
-For each mode and I/O placement it times ``mpraster run ... -j 1`` and ``-j 2`` on the
-CPU-bound job of rasterio's concurrency example (``reverse``, cost 2000), and in the same
-rounds rasterio's ``thread_pool_executor`` pattern (scripts/rasterio_pattern.py). Runs are
-interleaved round by round so drift in the machine's speed hits every command alike;
-figures are medians, speed-ups are medians of per-round ratios. Every output is checked
-against the input with its bands reversed before anything is timed. ``--write`` replaces
-the table in BENCHMARKS.md.
+Jobs (inputs are built once in --data, from the real RGB.byte.tif):
+
+* ``cpu-rgb``: ``reverse`` cost 2000 on RGB.byte.tif (rasterio's concurrency example).
+* ``cpu-2048``: the same on a 2048 x 2048 mosaic of that imagery.
+* ``io-8192``: band reversal (cost 0) of an 8192 x 8192 x 3 uint8 DEFLATE-tiled mosaic,
+  written DEFLATE-compressed.
+
+Each job runs mpraster in every mode and I/O placement and every peer found (scripts/peers/:
+rasterio's thread- and process-pool examples, rio-mucho, dask + rioxarray, and GDAL's own
+copy for the I/O job) with -j 1 and -j 2, interleaved round by round so drift hits every
+command alike. Every output is checked against the input (band-reversed) before anything is
+timed; a wrong output is reported, not timed. Figures are medians; speed-ups are medians of
+per-round ratios. Peak memory is sampled from /proc every 20 ms: the main process alone, and
+summed over the process tree. ``--write`` replaces the tables in BENCHMARKS.md and writes
+PNG plots (with matplotlib) beside it.
 """
 
 from __future__ import annotations
@@ -19,51 +27,136 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "RGB.byte.tif"
-MPRASTER = [sys.executable, "-m", "mpraster"]
+PEERS = ROOT / "scripts" / "peers"
+RGB = ROOT.parent / "shared" / "data" / "RGB.byte.tif"
 CONFIGS = [
     ("threads", "main"),
     ("threads", "workers"),
     ("processes", "main"),
     ("processes", "workers"),
 ]
+PEER_SCRIPTS = {
+    "rasterio thread-pool example": ("rasterio_threads", None),
+    "rasterio process-pool example": ("rasterio_processes", None),
+    "rio-mucho": ("rio_mucho", "riomucho"),
+    "dask + rioxarray (distributed)": ("dask_rioxarray", "rioxarray"),
+}
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; return its wall seconds and peak resident MiB (largest process)."""
+@dataclass
+class Job:
+    name: str
+    title: str
+    input: Path
+    cost: int
+    compress: str | None
+
+
+@dataclass
+class Figures:
+    wall: list[float] = field(default_factory=list)
+    main_mib: list[float] = field(default_factory=list)
+    total_mib: list[float] = field(default_factory=list)
+
+
+def mosaic(path: Path, size: int, compress: str | None) -> Path:
+    """A size x size mosaic of RGB.byte.tif, mirrored so that edges meet smoothly."""
+    if path.exists():
+        return path
+    with rasterio.open(RGB) as src:
+        data = src.read()
+        profile = src.profile
+    reps = (1, -(-size // data.shape[1]) + 1, -(-size // data.shape[2]) + 1)
+    tile = np.concatenate([data, data[:, ::-1]], axis=1)
+    tile = np.concatenate([tile, tile[:, :, ::-1]], axis=2)
+    big = np.tile(tile, reps)[:, :size, :size]
+    profile.update(height=size, width=size, tiled=True, blockxsize=512, blockysize=512)
+    if compress:
+        profile["compress"] = compress
+    tmp = path.with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(big)
+    tmp.replace(path)
+    return path
+
+
+def _tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def timed(cmd: list[str]) -> tuple[float, float, float]:
+    """Run ``cmd``: wall seconds, peak MiB of the main process, peak MiB of the whole tree."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    peaks = [0.0, 0.0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            main = _rss_mib(proc.pid)
+            total = sum(_rss_mib(p) for p in _tree(proc.pid))
+            peaks[0], peaks[1] = max(peaks[0], main), max(peaks[1], total)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    _, stderr = proc.communicate()
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    sampler.join()
     if proc.returncode:
-        raise SystemExit(
-            f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.read().decode()}"
-        )
-    proc.stderr.close()
-    return wall, usage.ru_maxrss / 1024
+        raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd)}\n{stderr.decode()[-2000:]}")
+    return wall, peaks[0], peaks[1]
 
 
-def commands(src: Path, out: Path, cost: int) -> dict[str, list[str]]:
+def commands(job: Job, out: Path) -> dict[str, list[str]]:
     cmds = {}
+    extra = ["--co", f"COMPRESS={job.compress}"] if job.compress else []
     for mode, io in CONFIGS:
         for jobs in (1, 2):
-            cmds[f"{mode}/{io}/j{jobs}"] = [
-                *MPRASTER,
+            cmds[f"mpraster `--mode {mode} --io {io}`|{jobs}"] = [
+                sys.executable,
+                "-m",
+                "mpraster",
                 "run",
-                str(src),
-                str(out / f"{mode}-{io}-{jobs}.tif"),
+                str(job.input),
+                str(out / f"{job.name}-{mode}-{io}-{jobs}.tif"),
                 "--kernel",
                 "reverse",
                 "-p",
-                f"cost={cost}",
+                f"cost={job.cost}",
                 "--mode",
                 mode,
                 "--io",
@@ -74,99 +167,191 @@ def commands(src: Path, out: Path, cost: int) -> dict[str, list[str]]:
                 "--quiet",
                 "--progress",
                 "none",
+                *extra,
             ]
-    for jobs in (1, 2):
-        cmds[f"rasterio/j{jobs}"] = [
-            sys.executable,
-            str(ROOT / "scripts" / "rasterio_pattern.py"),
-            str(src),
-            str(out / f"rasterio-{jobs}.tif"),
-            "-j",
-            str(jobs),
-        ]
+    peers = dict(PEER_SCRIPTS)
+    if job.cost == 0:
+        peers["GDAL's own copy (no kernel)"] = ("gdal_copy", None)
+    for label, (script, module) in peers.items():
+        if module and not _importable(module):
+            print(f"peer skipped, not installed: {label} (pip install .[bench])", file=sys.stderr)
+            continue
+        for jobs in (1, 2):
+            cmds[f"{label}|{jobs}"] = [
+                sys.executable,
+                str(PEERS / f"{script}.py"),
+                str(job.input),
+                str(out / f"{job.name}-{script}-{jobs}.tif"),
+                "-j",
+                str(jobs),
+                "--cost",
+                str(job.cost),
+                *(["--compress", job.compress] if job.compress else []),
+            ]
     return cmds
 
 
-def check_outputs(src: Path, out: Path) -> None:
-    with rasterio.open(src) as ds:
-        expected = ds.read()[::-1]
-    for path in sorted(out.glob("*.tif")):
-        with rasterio.open(path) as ds:
-            if not np.array_equal(ds.read(), expected):
-                raise SystemExit(f"wrong output, not timed: {path}")
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
-def table(times: dict[str, list[float]], memory: dict[str, list[float]], runs: int) -> str:
-    med = {k: statistics.median(v) for k, v in times.items()}
+def correct(job: Job, cmd: list[str]) -> bool:
+    output = Path(cmd[cmd.index(str(job.input)) + 1])
+    with rasterio.open(job.input) as src, rasterio.open(output) as dst:
+        expected_reversed = "gdal_copy" not in cmd[1]
+        for _, window in dst.block_windows():
+            a = src.read(window=window)
+            if expected_reversed:
+                a = a[::-1]
+            if not np.array_equal(dst.read(window=window), a):
+                return False
+    return True
 
-    def ratio(a: str, b: str) -> float:
-        return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
 
-    lines = [
-        "| job | -j 1 wall (s) | -j 2 wall (s) | speed-up -j 2 vs -j 1 | -j 2 vs rasterio pattern -j 2 | peak MiB (-j 2) |",
+def bench_job(job: Job, out: Path, runs: int) -> tuple[dict[str, Figures], list[str]]:
+    cmds = commands(job, out)
+    wrong = []
+    for name, cmd in list(cmds.items()):
+        timed(cmd)  # warm-up; also makes the output to check
+        if not correct(job, cmd):
+            wrong.append(name)
+            del cmds[name]
+    figures = {name: Figures() for name in cmds}
+    for round_ in range(runs):
+        for name, cmd in cmds.items():
+            wall, main, total = timed(cmd)
+            figures[name].wall.append(wall)
+            figures[name].main_mib.append(main)
+            figures[name].total_mib.append(total)
+        print(f"{job.name}: round {round_ + 1}/{runs}", file=sys.stderr)
+    return figures, wrong
+
+
+def table(job: Job, figures: dict[str, Figures], wrong: list[str]) -> str:
+    labels = list(dict.fromkeys(name.split("|")[0] for name in figures))
+    med = statistics.median
+    rows = [
+        f"**{job.title}**\n",
+        "| how | -j 1 wall (s) | -j 2 wall (s) | speed-up -j 2 / -j 1 | peak MiB main (-j 2) | peak MiB all processes (-j 2) |",
         "|---|---|---|---|---|---|",
     ]
-    for mode, io in CONFIGS:
-        key = f"{mode}/{io}"
-        lines.append(
-            f"| mpraster `--mode {mode} --io {io}` | {med[key + '/j1']:.2f} | {med[key + '/j2']:.2f} "
-            f"| {ratio(key + '/j1', key + '/j2'):.2f}× | {ratio('rasterio/j2', key + '/j2'):.2f}× faster "
-            f"| {statistics.median(memory[key + '/j2']):.0f} |"
+    for label in labels:
+        one, two = figures.get(f"{label}|1"), figures.get(f"{label}|2")
+        if not one or not two:
+            continue
+        speedup = med(a / b for a, b in zip(one.wall, two.wall, strict=True))
+        rows.append(
+            f"| {label} | {med(one.wall):.2f} | {med(two.wall):.2f} | {speedup:.2f}× "
+            f"| {med(two.main_mib):.0f} | {med(two.total_mib):.0f} |"
         )
-    lines.append(
-        f"| rasterio's thread-pool pattern | {med['rasterio/j1']:.2f} | {med['rasterio/j2']:.2f} "
-        f"| {ratio('rasterio/j1', 'rasterio/j2'):.2f}× | — | {statistics.median(memory['rasterio/j2']):.0f} |"
-    )
-    return "\n".join(lines) + f"\n\nMedians of {runs} interleaved rounds (plus one warm-up round)."
+    ours = [f for n, f in figures.items() if n.startswith("mpraster") and n.endswith("|2")]
+    theirs = {n: f for n, f in figures.items() if not n.startswith("mpraster") and n.endswith("|2")}
+    if ours and theirs:
+        best_ours = min(med(f.wall) for f in ours)
+        best_peer, peer_figures = min(theirs.items(), key=lambda item: med(item[1].wall))
+        rows.append(
+            f"\nBest mpraster -j 2: {best_ours:.2f} s; best peer -j 2: {med(peer_figures.wall):.2f} s "
+            f"({best_peer.split('|')[0]}), {med(peer_figures.wall) / best_ours:.2f}× our time."
+        )
+    for name in wrong:
+        rows.append(f"\nWRONG OUTPUT, not timed: {name.replace('|', ' -j ')}")
+    return "\n".join(rows)
+
+
+def plot(job: Job, figures: dict[str, Figures], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot", file=sys.stderr)
+        return
+    with rasterio.open(job.input) as src:
+        mpix = src.width * src.height / 1e6
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label in dict.fromkeys(name.split("|")[0] for name in figures):
+        xs = [j for j in (1, 2) if f"{label}|{j}" in figures]
+        ys = [mpix / statistics.median(figures[f"{label}|{j}"].wall) for j in xs]
+        ax.plot(xs, ys, marker="o", label=label.replace("`", ""))
+    ax.set_xticks([1, 2])
+    ax.set_xlabel("-j (workers)")
+    ax.set_ylabel("MPix/s, whole process")
+    ax.set_title(job.title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def write_section(name: str, text: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    begin, end = f"<!-- bench.py:{name} begin -->", f"<!-- bench.py:{name} end -->"
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in current:
+        head, _, rest = current.partition(begin)
+        current = head + block + rest.partition(end)[2]
+    else:
+        current = current.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(current)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--cost", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", default="cpu-rgb,cpu-2048,io-8192")
+    parser.add_argument("--data", type=Path, default=ROOT / "out" / "bench-data")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
-    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md and plots")
     args = parser.parse_args()
-    if not args.input.exists():
-        raise SystemExit(f"input not found: {args.input}")
+    if not RGB.exists():
+        raise SystemExit(f"the real raster is needed: {RGB}")
+    args.data.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    cmds = commands(args.input, args.out, args.cost)
-    for cmd in cmds.values():  # warm-up round; also produces the outputs to check
-        timed(cmd)
-    check_outputs(args.input, args.out)
-    times: dict[str, list[float]] = {k: [] for k in cmds}
-    memory: dict[str, list[float]] = {k: [] for k in cmds}
-    for round_ in range(args.runs):
-        for name, cmd in cmds.items():
-            wall, mib = timed(cmd)
-            times[name].append(wall)
-            memory[name].append(mib)
-        print(f"round {round_ + 1}/{args.runs} done", file=sys.stderr)
-    result = table(times, memory, args.runs)
+    jobs = {
+        "cpu-rgb": lambda: Job(
+            "cpu-rgb",
+            "CPU-bound: reverse cost 2000 on RGB.byte.tif (3 x 718 x 791)",
+            RGB,
+            2000,
+            None,
+        ),
+        "cpu-2048": lambda: Job(
+            "cpu-2048",
+            "CPU-bound: reverse cost 2000 on a 2048 x 2048 x 3 mosaic of RGB.byte.tif",
+            mosaic(args.data / "mosaic2048.tif", 2048, None),
+            2000,
+            None,
+        ),
+        "io-8192": lambda: Job(
+            "io-8192",
+            "I/O-bound: band reversal (cost 0) of an 8192 x 8192 x 3 uint8 DEFLATE-tiled mosaic, written DEFLATE",
+            mosaic(args.data / "mosaic8192-deflate.tif", 8192, "deflate"),
+            0,
+            "deflate",
+        ),
+    }
     header = (
-        f"`reverse` cost {args.cost} on {args.input.name}; {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, rasterio {rasterio.__version__}, "
-        f"GDAL {rasterio.__gdal_version__}.\n\n"
+        f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, rasterio "
+        f"{rasterio.__version__}, GDAL {rasterio.__gdal_version__}; medians of {args.runs} "
+        "interleaved rounds after a warm-up round; page cache warm.\n\n"
+        f"Command: `python scripts/bench.py --runs {args.runs} --jobs {args.jobs} --write`"
     )
-    print(header + result)
+    sections = []
+    for name in args.jobs.split(","):
+        job = jobs[name]()
+        figures, wrong = bench_job(job, args.out, args.runs)
+        text = table(job, figures, wrong)
+        print(text + "\n", flush=True)
+        sections.append(text)
+        if args.write:
+            write_section(job.name, text + f"\n\n![{job.name}](bench-{job.name}.png)")
+            plot(job, figures, ROOT / f"bench-{job.name}.png")
     if args.write:
-        write_benchmarks(header + result)
+        write_section("header", header)
     return 0
-
-
-def write_benchmarks(section: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    begin, end = "<!-- bench.py:core begin -->", "<!-- bench.py:core end -->"
-    text = path.read_text() if path.exists() else ""
-    block = f"{begin}\n{section}\n{end}"
-    if begin in text:
-        head, _, rest = text.partition(begin)
-        _, _, tail = rest.partition(end)
-        text = head + block + tail
-    else:
-        text += "\n" + block + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":
