@@ -25,7 +25,7 @@ from concurrent.futures import (
     wait,
 )
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -45,7 +45,9 @@ from mpraster.io import (
 from mpraster.kernels import Kernel, load_kernel
 from mpraster.plan import WindowTask, check_block_size, plan_windows
 from mpraster.progress import NullProgress, ProgressSink, RunStats
-from mpraster.transport import Slot, SlotPool, put_result, slot_inputs
+
+if TYPE_CHECKING:
+    from mpraster.transport import Slot
 
 MODES = ("auto", "threads", "processes")
 COG_MIN_BLOCK = 128
@@ -222,6 +224,9 @@ def _compute(
     task: WindowTask, arrays: list[np.ndarray] | None, slot: Slot | None = None
 ) -> WindowResult:
     """Run the kernel on a window's arrays (or the ones in ``slot``); worker side."""
+    # Imported here: shared memory is only for process workers, and costs start-up time.
+    from mpraster.transport import put_result, slot_inputs
+
     state: _WorkerState = _local.state
     start = time.perf_counter()
     if arrays is None:
@@ -429,7 +434,8 @@ def _schedule(
         # The timeout only bounds how long a stop request waits to be seen.
         done, _ = wait(pending, timeout=_STOP_POLL_SECONDS, return_when=FIRST_COMPLETED)
         stats.wait_seconds += time.perf_counter() - start
-        for future in done:
+        # In plan order, so that of several failed windows the first is reported.
+        for future in sorted(done, key=lambda f: pending[f].index):
             task = pending.pop(future)
             try:
                 ready[task.index] = future.result()
@@ -708,11 +714,11 @@ def execute(
         gdal_cache_bytes=job.worker_cache_bytes,
     )
     main_readers = [open_raster(p) for p in job.paths] if job.io == "main" else []
-    slots = (
-        SlotPool(job.in_flight, *job.window_bytes(inputs=job.io == "main"))
-        if job.mode == "processes"
-        else None
-    )
+    slots = None
+    if job.mode == "processes":
+        from mpraster.transport import SlotPool
+
+        slots = SlotPool(job.in_flight, *job.window_bytes(inputs=job.io == "main"))
     executor = EXECUTOR_FACTORIES[job.mode](job.jobs, spec)
     finished = False
     try:
