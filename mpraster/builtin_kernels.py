@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpraster import _reverse
-from mpraster.kernels import kernel
+from mpraster import _focal, _pixelwise, _reverse, _terrain
+from mpraster.kernels import KernelContext, kernel
 
-__all__ = ["reverse", "reverse_py"]
+__all__ = [
+    "focal_max",
+    "focal_mean",
+    "focal_min",
+    "hillshade",
+    "normalized_difference",
+    "rescale",
+    "reverse",
+    "reverse_py",
+    "slope",
+]
 
 #: Every data type the compiled band-reversal loop is specialised for.
 REVERSE_DTYPES = (
@@ -62,3 +72,276 @@ def reverse_py(src: np.ndarray, *, cost: int = 2000) -> np.ndarray:
     for _ in range(cost):
         work += 1.0
     return src[::-1].copy()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _nodata_args(value: float | None) -> tuple[bool, float]:
+    """(has_nodata, nodata) for the compiled loops, which treat NaN as missing anyway."""
+    return (value is not None and not np.isnan(value)), (0.0 if value is None else float(value))
+
+
+def _float_out(dtypes, params) -> str:
+    return "float64" if str(dtypes[0]) == "float64" else "float32"
+
+
+def _same_or_nan(nodata, dtype, params) -> float:
+    """The input's nodata where the output type holds it, else NaN."""
+    value = nodata[0]
+    if value is not None and np.can_cast(np.min_scalar_type(value), dtype):
+        return value
+    return float("nan")
+
+
+# ---------------------------------------------------------------- normalized difference
+
+
+def _two_bands(counts) -> None:
+    if list(counts) not in ([2], [1, 1]):
+        raise ValueError("expected one input of 2 bands (A.tif:4,3) or two of 1 band each")
+
+
+@kernel(
+    "normalized-difference",
+    aliases=("ndvi",),
+    releases_gil=True,
+    inputs="two bands: one input of 2 bands or two inputs of 1 band (a then b)",
+    check_inputs=_two_bands,
+    dtype="float32",
+    bands=1,
+    nodata=float("nan"),
+    dtypes=REVERSE_DTYPES,
+)
+def normalized_difference(*arrays: np.ndarray, ctx: KernelContext) -> np.ndarray:
+    """(a - b) / (a + b) of two bands (NDVI: a = NIR, b = red); float32, NaN where missing.
+
+    NaN (the output's nodata) where a or b is nodata or NaN, or a + b = 0.
+    """
+    if len(arrays) == 1:
+        a, b = arrays[0][0], arrays[0][1]
+        nodata_a = nodata_b = ctx.nodata[0]
+    else:
+        (a,), (b,) = arrays
+        nodata_a, nodata_b = ctx.nodata
+    if a.dtype != b.dtype:
+        common = np.promote_types(a.dtype, b.dtype)
+        a, b = a.astype(common), b.astype(common)
+    out = np.empty(a.shape, dtype=np.float32)
+    _pixelwise.normalized_difference(
+        np.ascontiguousarray(a),
+        np.ascontiguousarray(b),
+        out,
+        *_nodata_args(nodata_a),
+        *_nodata_args(nodata_b),
+    )
+    return out
+
+
+# ---------------------------------------------------------------- focal statistics
+
+
+def _check_size(params: dict) -> None:
+    size = params["size"]
+    if size < 3 or size > 31 or size % 2 == 0:
+        raise ValueError(f"size must be odd, from 3 to 31, got {size}")
+
+
+def _focal_halo(params) -> int:
+    return params["size"] // 2
+
+
+def _focal_extreme(src: np.ndarray, size: int, ctx: KernelContext, maximum: bool) -> np.ndarray:
+    has_nodata, nodata = _nodata_args(ctx.nodata[0])
+    half = size // 2
+    out = np.empty((src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half), src.dtype)
+    fill = ctx.nodata[0] if ctx.nodata[0] is not None else 0
+    fill = np.array(fill).astype(src.dtype)[()]
+    _focal.focal_extreme(np.ascontiguousarray(src), out, size, has_nodata, nodata, fill, maximum)
+    return out
+
+
+_FOCAL = dict(releases_gil=True, halo=_focal_halo, validate=_check_size, dtypes=REVERSE_DTYPES)
+
+
+@kernel("focal-mean", dtype=_float_out, nodata=_same_or_nan, **_FOCAL)
+def focal_mean(src: np.ndarray, *, size: int = 3, ctx: KernelContext) -> np.ndarray:
+    """Mean of each size x size neighbourhood, over its valid pixels (nodata-aware).
+
+    out = sum(valid) / count(valid); nodata where the centre pixel is nodata. Past the
+    raster's edge the edge pixels repeat. float32 out (float64 for float64 input).
+    """
+    has_nodata, nodata = _nodata_args(ctx.nodata[0])
+    half = size // 2
+    shape = (src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half)
+    out = np.empty(shape, dtype=np.float64)
+    fill = _same_or_nan(ctx.nodata, np.dtype(np.float32), {})
+    _focal.focal_mean(np.ascontiguousarray(src), out, size, has_nodata, nodata, fill)
+    return out.astype(_float_out([src.dtype], {}))
+
+
+@kernel("focal-max", **_FOCAL)
+def focal_max(src: np.ndarray, *, size: int = 3, ctx: KernelContext) -> np.ndarray:
+    """Maximum of each size x size neighbourhood over its valid pixels (nodata-aware).
+
+    Nodata where the centre pixel is nodata; the input's dtype out.
+    """
+    return _focal_extreme(src, size, ctx, maximum=True)
+
+
+@kernel("focal-min", **_FOCAL)
+def focal_min(src: np.ndarray, *, size: int = 3, ctx: KernelContext) -> np.ndarray:
+    """Minimum of each size x size neighbourhood over its valid pixels (nodata-aware).
+
+    Nodata where the centre pixel is nodata; the input's dtype out.
+    """
+    return _focal_extreme(src, size, ctx, maximum=False)
+
+
+# ---------------------------------------------------------------- terrain
+
+
+def _one_band(counts) -> None:
+    if list(counts) != [1]:
+        raise ValueError("expected one DEM band (pick one with DEM.tif:1 or --bidx 1)")
+
+
+def _check_light(params: dict) -> None:
+    if not 0 <= params["altitude"] <= 90:
+        raise ValueError(f"altitude must be from 0 to 90 degrees, got {params['altitude']}")
+    if params["z_factor"] <= 0:
+        raise ValueError(f"z-factor must be positive, got {params['z_factor']}")
+
+
+def _check_z(params: dict) -> None:
+    if params["z_factor"] <= 0:
+        raise ValueError(f"z-factor must be positive, got {params['z_factor']}")
+
+
+def _dem(src: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(src[0], dtype=np.float64)
+
+
+_TERRAIN = dict(
+    releases_gil=True,
+    halo=1,
+    inputs="one DEM band",
+    check_inputs=_one_band,
+    bands=1,
+    dtypes=REVERSE_DTYPES,
+)
+
+
+@kernel("slope", dtype="float32", nodata=-9999.0, validate=_check_z, **_TERRAIN)
+def slope(dem: np.ndarray, *, z_factor: float = 1.0, ctx: KernelContext) -> np.ndarray:
+    """Slope in degrees by Horn's method, as gdaldem slope computes it.
+
+    With a b c / d e f / g h i the 3 x 3 neighbourhood: dz/dx = ((c + 2f + i) - (a + 2d +
+    g)) / (8 * pixel width), dz/dy likewise down the columns; slope = atan(z * sqrt(dx^2 +
+    dy^2)). -9999 where any neighbour is nodata. At the raster's edge the edge pixels repeat
+    (gdaldem leaves edges nodata, or extrapolates with -compute_edges).
+    """
+    out = np.empty((dem.shape[1] - 2, dem.shape[2] - 2), dtype=np.float32)
+    has_nodata, nodata = _nodata_args(ctx.nodata[0])
+    t = ctx.transform
+    _terrain.slope(_dem(dem), out, t.a, t.e, z_factor, has_nodata, nodata, -9999.0)
+    return out
+
+
+@kernel("hillshade", dtype="uint8", nodata=0, validate=_check_light, **_TERRAIN)
+def hillshade(
+    dem: np.ndarray,
+    *,
+    azimuth: float = 315.0,
+    altitude: float = 45.0,
+    z_factor: float = 1.0,
+    ctx: KernelContext,
+) -> np.ndarray:
+    """Shaded relief 1..255 by Horn's method, as gdaldem hillshade computes it; 0 = nodata.
+
+    x, y = Horn's gradients times z; cang = (sin(alt) - cos(alt) * (y cos(az) - x sin(az)))
+    / sqrt(1 + x^2 + y^2); out = 1 + 254 * cang rounded (1 where cang <= 0). Azimuth is
+    clockwise from north, altitude above the horizon, both in degrees.
+    """
+    shade = np.empty((dem.shape[1] - 2, dem.shape[2] - 2), dtype=np.float32)
+    has_nodata, nodata = _nodata_args(ctx.nodata[0])
+    t = ctx.transform
+    _terrain.hillshade(
+        _dem(dem), shade, t.a, t.e, z_factor, azimuth, altitude, has_nodata, nodata, 0.0
+    )
+    return np.rint(shade).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- rescale
+
+
+def _rescale_dtype(dtypes, params) -> str:
+    return params["dtype"] or str(dtypes[0])
+
+
+def _check_dtype(params: dict) -> None:
+    if params["dtype"]:
+        try:
+            dtype = np.dtype(params["dtype"])
+        except TypeError as err:
+            raise ValueError(f"unknown dtype '{params['dtype']}'") from err
+        if dtype.kind not in "iuf":
+            raise ValueError(f"dtype must be an integer or float type, got {dtype}")
+
+
+def _rescale_nodata(nodata, dtype, params):
+    value = nodata[0]
+    if value is None:
+        return None
+    if np.issubdtype(dtype, np.floating):
+        return (
+            value
+            if np.isnan(value) or np.finfo(dtype).min <= value <= np.finfo(dtype).max
+            else float("nan")
+        )
+    info = np.iinfo(dtype)
+    return value if float(value).is_integer() and info.min <= value <= info.max else info.min
+
+
+@kernel(
+    "rescale",
+    releases_gil=True,
+    dtype=_rescale_dtype,
+    nodata=_rescale_nodata,
+    validate=_check_dtype,
+    dtypes=REVERSE_DTYPES,
+)
+def rescale(
+    src: np.ndarray,
+    *,
+    scale: float = 1.0,
+    offset: float = 0.0,
+    dtype: str = "",
+    ctx: KernelContext,
+) -> np.ndarray:
+    """Linear rescaling: out = clip(src * scale + offset) to the range of `dtype`.
+
+    ``dtype`` (or ``--dtype``) is the output type, default the input's; integer outputs
+    round half to even. Nodata pixels stay nodata (the output's nodata value).
+    """
+    target = np.dtype(dtype or src.dtype)
+    if np.issubdtype(target, np.floating):
+        low, high = float(np.finfo(target).min), float(np.finfo(target).max)
+    else:
+        low, high = float(np.iinfo(target).min), float(np.iinfo(target).max)
+    has_nodata, nodata = _nodata_args(ctx.nodata[0])
+    fill = _rescale_nodata(ctx.nodata, target, {})
+    out = np.empty(src.shape, dtype=np.float64)
+    _pixelwise.rescale_to_double(
+        np.ascontiguousarray(src),
+        out,
+        scale,
+        offset,
+        low,
+        high,
+        target.kind in "iu",
+        has_nodata,
+        nodata,
+        0.0 if fill is None else float(fill),
+    )
+    return out.astype(target)

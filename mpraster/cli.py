@@ -6,6 +6,7 @@ shown only with ``--verbose``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import sys
@@ -83,6 +84,16 @@ def main() -> None:
     callback=_key_value_pairs("-p"),
     help="Kernel parameter NAME=VALUE (repeatable).",
 )
+@click.option(
+    "-b",
+    "--bidx",
+    default=None,
+    metavar="BANDS",
+    help="Bands to read from every input that names none (4 or 4,3 or 1-3), as in rio; "
+    "or give PATH:BANDS per input.",
+)
+@rio_options.dtype_opt
+@rio_options.nodata_opt
 @click.option(
     "--mode",
     type=click.Choice(MODES),
@@ -169,6 +180,9 @@ def run_command(
     files,
     kernel_ref,
     params,
+    bidx,
+    dtype,
+    nodata,
     mode,
     io,
     jobs,
@@ -190,9 +204,15 @@ def run_command(
 ) -> None:
     """Run a kernel over INPUT... and write OUTPUT.
 
+    An INPUT may name bands: PATH:BANDS (stack.tif:4,3). The kernel gets one array per
+    INPUT.
+
     \b
     $ mpraster run RGB.byte.tif reversed.tif --kernel reverse -p cost=500 -j 2
     $ mpraster run in.tif out.tif -k reverse-py --mode processes --io workers
+    $ mpraster run landsat.tif:5,4 ndvi.tif --kernel ndvi
+    $ mpraster run dem.tif shade.tif --kernel hillshade -p azimuth=300 -p z-factor=2
+    $ mpraster run in.tif scaled.tif -k rescale -p scale=0.0001 --dtype float32
     """
     if len(files) < 2:
         raise click.UsageError("give at least one INPUT and an OUTPUT")
@@ -212,6 +232,9 @@ def run_command(
             io=io,
             jobs=jobs,
             params=params,
+            bidx=bidx,
+            dtype="uint8" if dtype == "ubyte" else dtype,
+            nodata=nodata,
             prefetch=prefetch,
             block_size=block_size,
             creation_options=creation_options,
@@ -233,32 +256,48 @@ def run_command(
         click.echo(stats.report(), err=True)
 
 
+def _kernel_summary(k) -> str:
+    defaults = {name: p.default for name, p in k.params.items()}
+    halo = k.halo(defaults)
+    halo_text = f"halo {halo}" + (" (from parameters)" if callable(k.spec.halo) else "")
+    params = ", ".join(p.describe() for p in k.params.values()) or "no parameters"
+    gil = "releases the GIL" if k.releases_gil else "holds the GIL"
+    aliases = f" (alias {', '.join(k.spec.aliases)})" if k.spec.aliases else ""
+    return f"{k.name}{aliases}: {k.spec.inputs}; {halo_text}; {gil}; {params}"
+
+
 @main.command("kernels")
 @click.argument("name", required=False)
 def kernels_command(name: str | None) -> None:
-    """List the kernels, or show one in full.
+    """List the kernels (built-in and plugins), or show one in full.
 
     \b
     $ mpraster kernels
-    $ mpraster kernels reverse
+    $ mpraster kernels focal-mean
     """
     if name:
         try:
             k = load_kernel(name)
         except MprasterError as err:
             _fail(err)
-        params = ", ".join(p.describe() for p in k.params.values()) or "none"
-        click.echo(f"{k.name}\n  halo: {k.halo}\n  releases GIL: {k.releases_gil}")
-        click.echo(f"  input dtypes: {', '.join(k.dtypes) if k.dtypes else 'any'}")
-        click.echo(f"  parameters: {params}\n")
-        click.echo(__import__("inspect").getdoc(k.func) or "")
+        click.echo(_kernel_summary(k))
+        click.echo(f"input dtypes: {', '.join(k.dtypes) if k.dtypes else 'any'}")
+        click.echo(f"fill past the edge: {k.fill}\n")
+        click.echo(inspect.getdoc(k.func) or "")
         return
+    seen = set()
     for k in builtin_kernels().values():
-        params = ", ".join(p.describe() for p in k.params.values()) or "none"
-        gil = "nogil" if k.releases_gil else "GIL"
-        click.echo(f"{k.name:<16} halo {k.halo}  {gil:<5}  {params}\n  {k.doc}")
+        if k.name in seen:
+            continue
+        seen.add(k.name)
+        click.echo(f"{_kernel_summary(k)}\n    {k.doc}")
     for plugin in plugin_kernels():
-        click.echo(f"{plugin:<16} (plugin)")
+        try:
+            k = load_kernel(plugin)
+        except MprasterError as err:
+            click.echo(f"{plugin} (plugin): cannot load: {err}")
+            continue
+        click.echo(f"{_kernel_summary(k)} [plugin]\n    {k.doc}")
 
 
 if __name__ == "__main__":

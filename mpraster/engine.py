@@ -29,20 +29,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
+from rasterio.windows import transform as window_transform
 
 from mpraster.errors import Interrupted, OptionError, WindowFailed, WorkerDied
 from mpraster.io import (
     CogOptions,
     InputInfo,
+    InputSpec,
     OutputWriter,
+    WindowReader,
     check_output,
     describe_window,
     inspect_inputs,
-    open_raster,
     output_profile,
-    read_window,
+    parse_input,
 )
-from mpraster.kernels import Kernel, load_kernel
+from mpraster.kernels import Kernel, KernelContext, load_kernel, representable
 from mpraster.plan import WindowTask, check_block_size, plan_windows
 from mpraster.progress import NullProgress, ProgressSink, RunStats
 
@@ -108,11 +110,24 @@ class WorkerSpec:
     run_id: int
     kernel_ref: str
     params: Mapping[str, Any]
-    paths: tuple[str, ...]
+    inputs: tuple[InputSpec, ...]
+    infos: tuple[InputInfo, ...]
+    fill: str
+    halo: int
     dtype: str
     bands: int
     in_process: bool
     gdal_cache_bytes: int
+
+    def context(self, task: WindowTask) -> KernelContext:
+        """The `KernelContext` of one window."""
+        return KernelContext(
+            window=task.window,
+            read=task.read,
+            transform=window_transform(task.read, self.infos[0].transform),
+            nodata=tuple(info.nodata for info in self.infos),
+            halo=self.halo,
+        )
 
 
 @dataclass
@@ -135,19 +150,17 @@ class _WorkerState:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.kernel = load_kernel(spec.kernel_ref)
-        self.datasets: list | None = None
+        self.reader: WindowReader | None = None
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
-        if self.datasets is None:
-            self.datasets = []
-            for path in self.spec.paths:
-                self.datasets.append(open_raster(path))
-        return read_window(self.datasets, task)
+        if self.reader is None:
+            self.reader = WindowReader(self.spec.inputs, self.spec.infos, self.spec.fill)
+        return self.reader.read(task)
 
     def close(self) -> None:
-        for dataset in self.datasets or ():
-            dataset.close()
-        self.datasets = None
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
 
 
 _local = threading.local()
@@ -188,8 +201,12 @@ def apply_kernel(
     arrays: Sequence[np.ndarray],
     dtype: np.dtype,
     bands: int,
+    ctx: KernelContext,
 ) -> np.ndarray:
     """Run the kernel on one window's arrays, check its result and crop off the halo.
+
+    The kernel may return the read window's size (the halo is cropped here) or the
+    window's own size.
 
     Raises
     ------
@@ -198,26 +215,28 @@ def apply_kernel(
         of the declared dtype, naming the window.
     """
     try:
-        out = kernel.func(*arrays, **params)
+        out = kernel.call(arrays, params, ctx)
     except Exception as err:
         raise WindowFailed(
             f"kernel '{kernel.name}' failed on window {describe_window(task)}: "
             f"{type(err).__name__}: {err}"
         ) from err
     rows, cols = int(task.read.height), int(task.read.width)
+    window_shape = (bands, int(task.window.height), int(task.window.width))
     if isinstance(out, np.ndarray) and out.ndim == 2 and bands == 1:
         out = out[np.newaxis]
-    if not isinstance(out, np.ndarray) or out.shape != (bands, rows, cols) or out.dtype != dtype:
+    shapes = ((bands, rows, cols), window_shape)
+    if not isinstance(out, np.ndarray) or out.shape not in shapes or out.dtype != dtype:
         got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
         raise WindowFailed(
             f"kernel '{kernel.name}' returned {got} on window {describe_window(task)}; "
             f"expected {dtype} {(bands, rows, cols)} (declare dtype= and bands= in "
             "@mpraster.kernel if they differ from the input's)"
         )
+    if out.shape == window_shape:
+        return out
     r0, r1, c0, c1 = task.crop
-    if (r0, c0, r1, c1) != (0, 0, rows, cols):
-        out = out[:, r0:r1, c0:c1]
-    return out
+    return out[:, r0:r1, c0:c1]
 
 
 def _compute(
@@ -231,8 +250,15 @@ def _compute(
     start = time.perf_counter()
     if arrays is None:
         arrays = slot_inputs(slot)
+    spec = state.spec
     out = apply_kernel(
-        state.kernel, state.spec.params, task, arrays, np.dtype(state.spec.dtype), state.spec.bands
+        state.kernel,
+        spec.params,
+        task,
+        arrays,
+        np.dtype(spec.dtype),
+        spec.bands,
+        spec.context(task),
     )
     if slot is None:
         return WindowResult(task.index, out, 0.0, time.perf_counter() - start, 0)
@@ -450,7 +476,7 @@ def _schedule(
 class Job:
     """A checked and planned run: everything decided before any pixel is read."""
 
-    paths: tuple[str, ...]
+    inputs: tuple[InputSpec, ...]
     output: str
     kernel: Kernel
     params: Mapping[str, Any]
@@ -460,6 +486,7 @@ class Job:
     jobs: int
     prefetch: int
     block_size: int
+    halo: int
     infos: tuple[InputInfo, ...]
     dtype: np.dtype
     bands: int
@@ -528,7 +555,7 @@ class Job:
             f"{k}={v}" for k, v in self.profile.items() if k not in ("crs", "transform")
         )
         lines += [
-            f"kernel: {self.kernel.name} ({params}); halo {self.kernel.halo}, "
+            f"kernel: {self.kernel.name} ({params}); halo {self.halo}, "
             f"{'releases' if self.kernel.releases_gil else 'holds'} the GIL",
             f"mode: {self.mode}, io={self.io}, -j {self.jobs} ({self.why})",
             f"plan: {len(self.tasks)} windows over {tiles} tiles of {self.block_size}, "
@@ -543,7 +570,7 @@ class Job:
 
 
 def plan_job(
-    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    inputs: str | os.PathLike | InputSpec | Sequence[str | os.PathLike | InputSpec],
     output: str | os.PathLike,
     kernel: str | Kernel,
     *,
@@ -551,6 +578,9 @@ def plan_job(
     io: str | None = None,
     jobs: int | None = None,
     params: Mapping[str, Any] | None = None,
+    bidx: str | None = None,
+    dtype: str | None = None,
+    nodata: float | None = None,
     prefetch: int = 2,
     block_size: int = 512,
     creation_options: Mapping[str, Any] | None = None,
@@ -562,16 +592,22 @@ def plan_job(
     Takes the arguments of `run` (but ``progress`` and ``stop``) and raises the same errors
     a real run would raise for them.
     """
-    paths = (
-        [os.fspath(inputs)]
-        if isinstance(inputs, (str, os.PathLike))
-        else [os.fspath(p) for p in inputs]
-    )
-    if not paths:
+    if isinstance(inputs, (str, os.PathLike, InputSpec)):
+        inputs = [inputs]
+    specs = [parse_input(value, bidx) for value in inputs]
+    if not specs:
         raise OptionError("no input given; pass at least one raster")
     output = os.fspath(output)
     kernel = kernel if isinstance(kernel, Kernel) else load_kernel(kernel)
-    parsed = kernel.parse_params(params or {})
+    raw_params = dict(params or {})
+    if dtype is not None:
+        if "dtype" not in kernel.params:
+            raise OptionError(
+                f"kernel '{kernel.name}' chooses its own output type; --dtype is for kernels "
+                "with a dtype parameter (e.g. rescale)"
+            )
+        raw_params["dtype"] = dtype
+    parsed = kernel.parse_params(raw_params)
     jobs_given = jobs is not None
     jobs = _check_count(jobs, "-j/--jobs") if jobs_given else default_jobs()
     prefetch = _check_count(prefetch, "--prefetch")
@@ -584,17 +620,24 @@ def plan_job(
     mode, io, why = resolve_mode(mode, io, kernel)
     if not jobs_given:
         why += "; -j from the CPUs this process may use"
-    infos = inspect_inputs(paths)
-    kernel.check_dtypes([i.dtype for i in infos], paths)
-    dtype = kernel.output_dtype([i.dtype for i in infos], parsed)
+    infos = inspect_inputs(specs)
+    names = [str(spec) for spec in specs]
+    kernel.check_inputs([i.count for i in infos], names)
+    kernel.check_dtypes([i.dtype for i in infos], names)
+    out_dtype = kernel.output_dtype([i.dtype for i in infos], parsed)
     bands = kernel.output_bands([i.count for i in infos], parsed)
-    profile = output_profile(infos[0], dtype, bands, block_size, creation_options, jobs)
+    if nodata is None:
+        nodata = kernel.output_nodata([i.nodata for i in infos], out_dtype, parsed)
+    elif not representable(nodata, out_dtype):
+        raise OptionError(f"--nodata {nodata} does not fit the output type {out_dtype}")
+    profile = output_profile(infos[0], out_dtype, bands, block_size, creation_options, jobs, nodata)
     check_output(output, overwrite)
+    halo = kernel.halo(parsed)
     tasks = plan_windows(
-        infos[0].height, infos[0].width, block_size, kernel.halo, _TASKS_PER_WORKER * jobs
+        infos[0].height, infos[0].width, block_size, halo, _TASKS_PER_WORKER * jobs
     )
     return Job(
-        paths=tuple(paths),
+        inputs=tuple(specs),
         output=output,
         kernel=kernel,
         params=parsed,
@@ -604,8 +647,9 @@ def plan_job(
         jobs=jobs,
         prefetch=prefetch,
         block_size=block_size,
+        halo=halo,
         infos=tuple(infos),
-        dtype=dtype,
+        dtype=out_dtype,
         bands=bands,
         profile=profile,
         tasks=tuple(tasks),
@@ -615,7 +659,7 @@ def plan_job(
 
 
 def run(
-    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    inputs: str | os.PathLike | InputSpec | Sequence[str | os.PathLike | InputSpec],
     output: str | os.PathLike,
     kernel: str | Kernel,
     *,
@@ -623,6 +667,9 @@ def run(
     io: str | None = None,
     jobs: int | None = None,
     params: Mapping[str, Any] | None = None,
+    bidx: str | None = None,
+    dtype: str | None = None,
+    nodata: float | None = None,
     prefetch: int = 2,
     block_size: int = 512,
     creation_options: Mapping[str, Any] | None = None,
@@ -635,8 +682,9 @@ def run(
 
     Parameters
     ----------
-    inputs : path or sequence of paths
+    inputs : path, InputSpec, or a sequence of them
         The input rasters; the kernel receives one (bands, rows, cols) array per input.
+        ``PATH:BANDS`` (``stack.tif:4,3``, ``B5.tif:1``) reads only those bands.
     output : path
         The GeoTIFF to write; it appears only once complete.
     kernel : str or Kernel
@@ -650,6 +698,13 @@ def run(
         Number of workers; default `default_jobs`.
     params : mapping, optional
         Kernel parameters, as strings or typed values.
+    bidx : str, optional
+        Bands to read (``"4,3"``, ``"1-3"``) from every input that names none, as rio's
+        ``--bidx``.
+    dtype : str, optional
+        Output data type, for kernels with a ``dtype`` parameter (``rescale``).
+    nodata : float, optional
+        The output's nodata value, instead of the kernel's choice.
     prefetch : int
         Windows in flight per worker; at most ``jobs * prefetch`` are held at once.
     block_size : int
@@ -685,6 +740,9 @@ def run(
         io=io,
         jobs=jobs,
         params=params,
+        bidx=bidx,
+        dtype=dtype,
+        nodata=nodata,
         prefetch=prefetch,
         block_size=block_size,
         creation_options=creation_options,
@@ -707,13 +765,16 @@ def execute(
         run_id=next(_run_ids),
         kernel_ref=job.kernel.ref,
         params=job.params,
-        paths=job.paths,
+        inputs=job.inputs,
+        infos=job.infos,
+        fill=job.kernel.fill,
+        halo=job.halo,
         dtype=job.dtype.name,
         bands=job.bands,
         in_process=job.mode == "processes",
         gdal_cache_bytes=job.worker_cache_bytes,
     )
-    main_readers = [open_raster(p) for p in job.paths] if job.io == "main" else []
+    main_reader = WindowReader(job.inputs, job.infos, job.kernel.fill) if job.io == "main" else None
     slots = None
     if job.mode == "processes":
         from mpraster.transport import SlotPool
@@ -732,7 +793,7 @@ def execute(
                     slot = slots.acquire() if slots else None
                     return executor.submit(_read_and_compute, task, slot)
                 start = time.perf_counter()
-                arrays = read_window(main_readers, task)
+                arrays = main_reader.read(task)
                 stats.read_seconds += time.perf_counter() - start
                 stats.bytes_read += sum(a.nbytes for a in arrays)
                 if slots is None:
@@ -774,8 +835,8 @@ def execute(
         _close_thread_states(spec.run_id)
         if slots is not None:
             slots.close()
-        for reader in main_readers:
-            reader.close()
+        if main_reader is not None:
+            main_reader.close()
         progress.close()
     stats.wall_seconds = time.perf_counter() - wall_start
     progress.finish(stats)

@@ -83,6 +83,12 @@ class InputMismatchError(MprasterError, ValueError):
     exit_code = 13
 
 
+class KernelInputError(MprasterError, ValueError):
+    """The inputs (their number or bands) do not suit the kernel."""
+
+    exit_code = 14
+
+
 class Interrupted(MprasterError):
     """The run was stopped by a signal (SIGINT, SIGTERM) before it finished."""
 

@@ -7,6 +7,7 @@ GDAL dataset handles are never shared: every reader opens its own with ``sharing
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,17 +47,67 @@ def _one_line(err: BaseException) -> str:
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """One input: a path and, optionally, the bands to read from it (1-based)."""
+
+    path: str
+    bands: tuple[int, ...] | None = None
+
+    def __str__(self) -> str:
+        if self.bands is None:
+            return self.path
+        return f"{self.path}:{','.join(map(str, self.bands))}"
+
+
+_BAND_SUFFIX = re.compile(r"^(?P<path>.+):(?P<bands>\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
+
+
+def parse_bands(text: str) -> tuple[int, ...]:
+    """``"4"``, ``"4,3"`` or ``"1-3,5"`` to band indexes (1-based), as ``--bidx`` takes."""
+    bands: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError as err:
+            raise OptionError(f"bands must look like 4 or 4,3 or 1-3, got '{text}'") from err
+        if lo < 1 or hi < lo:
+            raise OptionError(f"bands are numbered from 1 and ranges go up, got '{text}'")
+        bands.extend(range(lo, hi + 1))
+    return tuple(bands)
+
+
+def parse_input(value: str | os.PathLike | InputSpec, bidx: str | None = None) -> InputSpec:
+    """An input as given: a path, or ``PATH:BANDS`` (``B5.tif:1``, ``stack.tif:4,3``).
+
+    The suffix counts only when ``PATH:BANDS`` is not itself an existing file; ``bidx``
+    (``--bidx``) gives the bands of an input that names none.
+    """
+    if isinstance(value, InputSpec):
+        return value
+    text = os.fspath(value)
+    match = _BAND_SUFFIX.match(text)
+    if match and not os.path.exists(text):
+        return InputSpec(match["path"], parse_bands(match["bands"]))
+    return InputSpec(text, parse_bands(bidx) if bidx else None)
+
+
+@dataclass(frozen=True)
 class InputInfo:
     """What the planner needs to know about one input, read once from its header."""
 
     path: str
-    count: int
+    bands: tuple[int, ...]
     dtype: str
     height: int
     width: int
     crs: CRS | None
     transform: Affine
     nodata: float | None
+
+    @property
+    def count(self) -> int:
+        return len(self.bands)
 
 
 def _looks_like_tiff(path: str) -> bool:
@@ -93,24 +144,39 @@ def open_raster(path: str) -> rasterio.io.DatasetReader:
         ) from err
 
 
-def inspect_inputs(paths: Sequence[str]) -> list[InputInfo]:
-    """Read every input's header and check that they share one grid.
+def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
+    """Read every input's header, check its bands, and check that they share one grid.
 
     Raises
     ------
-    InputNotFoundError, NotARasterError
-        For an input that is missing or not a raster.
+    InputNotFoundError, NotARasterError, RasterReadError
+        For an input that is missing, not a raster, or unreadable.
+    OptionError
+        For a band the input does not have.
     InputMismatchError
         If the inputs differ in size, transform or CRS (the first difference is named).
     """
     infos = []
-    for path in paths:
-        with open_raster(path) as src:
+    for spec in specs:
+        with open_raster(spec.path) as src:
+            bands = spec.bands or tuple(range(1, src.count + 1))
+            missing = [b for b in bands if b > src.count]
+            if missing:
+                raise OptionError(
+                    f"{spec.path} has {src.count} band{'s' if src.count != 1 else ''}, no band "
+                    f"{missing[0]}; bands are numbered from 1"
+                )
+            dtypes = {src.dtypes[b - 1] for b in bands}
+            if len(dtypes) > 1:
+                raise NotARasterError(
+                    f"{spec.path} has bands of different data types {sorted(dtypes)}; "
+                    "select bands of one type (PATH:BANDS or --bidx)"
+                )
             infos.append(
                 InputInfo(
-                    path=path,
-                    count=src.count,
-                    dtype=src.dtypes[0],
+                    path=spec.path,
+                    bands=bands,
+                    dtype=dtypes.pop(),
                     height=src.height,
                     width=src.width,
                     crs=src.crs,
@@ -118,11 +184,6 @@ def inspect_inputs(paths: Sequence[str]) -> list[InputInfo]:
                     nodata=src.nodata,
                 )
             )
-            if len(set(src.dtypes)) > 1:
-                raise NotARasterError(
-                    f"{path} has bands of different data types {sorted(set(src.dtypes))}; "
-                    "mpraster needs one data type per input"
-                )
     first = infos[0]
     for other in infos[1:]:
         if (other.height, other.width) != (first.height, first.width):
@@ -140,46 +201,70 @@ def inspect_inputs(paths: Sequence[str]) -> list[InputInfo]:
     return infos
 
 
-def read_window(
-    datasets: Sequence[rasterio.io.DatasetReader], task: WindowTask
-) -> list[np.ndarray]:
-    """Read ``task.read`` from every dataset, filling past the raster's edge.
+def _fill_value(nodata: float | None, dtype: np.dtype) -> float:
+    if nodata is not None:
+        return nodata
+    return np.nan if np.issubdtype(dtype, np.floating) else 0
 
-    Reads that reach past the edge (windows grown by a halo) read the part inside the
-    raster and replicate its edge pixels outwards, which keeps neighbourhood kernels
-    identical to a whole-raster computation at the edges.
 
-    Raises
-    ------
-    RasterReadError
-        If GDAL fails to read (a truncated or corrupt file), naming the file and window.
+class WindowReader:
+    """Reads windows of every input with handles of its own, filling past the edge.
+
+    ``fill`` is ``"edge"`` (edge pixels repeated outwards, which keeps neighbourhood
+    kernels identical to a whole-raster computation at the edges) or ``"nodata"``.
     """
-    arrays = []
-    for src in datasets:
+
+    def __init__(self, specs: Sequence[InputSpec], infos: Sequence[InputInfo], fill: str) -> None:
+        self.infos = list(infos)
+        self.fill = fill
+        self.datasets: list[rasterio.io.DatasetReader] = []
+        try:
+            for spec in specs:
+                self.datasets.append(open_raster(spec.path))
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self, task: WindowTask) -> list[np.ndarray]:
+        """Read ``task.read`` from every input.
+
+        Raises
+        ------
+        RasterReadError
+            If GDAL fails to read (a truncated or corrupt file), naming the file and window.
+        """
+        return [
+            self._read_one(src, info, task)
+            for src, info in zip(self.datasets, self.infos, strict=True)
+        ]
+
+    def _read_one(self, src, info: InputInfo, task: WindowTask) -> np.ndarray:
         read = task.read
         inner = read.intersection(Window(0, 0, src.width, src.height))
         try:
-            data = src.read(window=inner)
+            data = src.read(list(info.bands), window=inner)
         except RasterioError as err:
             raise RasterReadError(
                 f"reading {src.name} failed at window {describe_window(task)}: "
                 f"{_one_line(err)}; the file may be truncated or corrupt"
             ) from err
-        pad = (
-            (0, 0),
-            (
-                int(inner.row_off - read.row_off),
-                int(read.height - inner.height - inner.row_off + read.row_off),
-            ),
-            (
-                int(inner.col_off - read.col_off),
-                int(read.width - inner.width - inner.col_off + read.col_off),
-            ),
-        )
-        if any(pad[1]) or any(pad[2]):
-            data = np.pad(data, pad, mode="edge")
-        arrays.append(data)
-    return arrays
+        top = int(inner.row_off - read.row_off)
+        left = int(inner.col_off - read.col_off)
+        bottom = int(read.height) - int(inner.height) - top
+        right = int(read.width) - int(inner.width) - left
+        if top or left or bottom or right:
+            pad = ((0, 0), (top, bottom), (left, right))
+            if self.fill == "edge":
+                data = np.pad(data, pad, mode="edge")
+            else:
+                value = _fill_value(info.nodata, data.dtype)
+                data = np.pad(data, pad, mode="constant", constant_values=value)
+        return data
+
+    def close(self) -> None:
+        for dataset in self.datasets:
+            dataset.close()
+        self.datasets = []
 
 
 def describe_window(task: WindowTask) -> str:
@@ -190,17 +275,6 @@ def describe_window(task: WindowTask) -> str:
     )
 
 
-def _representable(value: float | None, dtype: np.dtype) -> bool:
-    if value is None:
-        return False
-    if np.issubdtype(dtype, np.floating):
-        return True
-    if np.isnan(value):
-        return False
-    info = np.iinfo(dtype)
-    return float(value).is_integer() and info.min <= value <= info.max
-
-
 def output_profile(
     first: InputInfo,
     dtype: np.dtype,
@@ -208,6 +282,7 @@ def output_profile(
     block: int,
     creation_options: Mapping[str, Any] | None = None,
     compress_threads: int = 1,
+    nodata: float | None = None,
 ) -> dict[str, Any]:
     """The output's profile: the input's grid, the kernel's dtype and bands, tiled at ``block``.
 
@@ -228,7 +303,7 @@ def output_profile(
         "width": first.width,
         "crs": first.crs,
         "transform": first.transform,
-        "nodata": first.nodata if _representable(first.nodata, dtype) else None,
+        "nodata": nodata,
         "tiled": True,
         "blockxsize": block,
         "blockysize": block,

@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from mpraster.errors import KernelDtypeError, KernelNotFoundError, KernelParameterError
+from mpraster.errors import (
+    KernelDtypeError,
+    KernelInputError,
+    KernelNotFoundError,
+    KernelParameterError,
+)
 
 ENTRY_POINT_GROUP = "mpraster.kernels"
 _BUILTIN_MODULE = "mpraster.builtin_kernels"
@@ -41,15 +46,36 @@ class Param:
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """What the `kernel` decorator records about a function."""
+    """What the `kernel` decorator records about a function (see `kernel`)."""
 
     name: str | None = None
+    aliases: tuple[str, ...] = ()
     releases_gil: bool = False
-    halo: int = 0
+    halo: int | Callable[[Mapping[str, Any]], int] = 0
+    fill: str = "edge"
+    inputs: str = "one raster"
+    check_inputs: Callable[[Sequence[int]], None] | None = None
     dtypes: tuple[str, ...] | None = None
     dtype: str | Callable[..., Any] | None = None
     bands: int | Callable[..., int] | None = None
+    nodata: float | Callable[..., float | None] | None = None
     validate: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class KernelContext:
+    """What a kernel may know about the window it computes (its ``ctx`` argument).
+
+    ``transform`` is the affine transform of ``read`` (the window grown by the halo), so
+    ``transform.a`` and ``transform.e`` are the pixel's width and (negative) height;
+    ``nodata`` has one value (or None) per input.
+    """
+
+    window: Any
+    read: Any
+    transform: Any
+    nodata: tuple[float | None, ...]
+    halo: int
 
 
 @dataclass(frozen=True)
@@ -63,18 +89,45 @@ class Kernel:
     name: str
     ref: str
     func: Callable[..., Any]
-    releases_gil: bool
-    halo: int
-    dtypes: tuple[str, ...] | None
-    dtype: str | Callable[..., Any] | None
-    bands: int | Callable[..., int] | None
+    spec: KernelSpec
     params: Mapping[str, Param] = field(default_factory=dict)
-    validate: Callable[[dict[str, Any]], None] | None = None
+    wants_context: bool = False
+
+    @property
+    def releases_gil(self) -> bool:
+        return self.spec.releases_gil
+
+    @property
+    def dtypes(self) -> tuple[str, ...] | None:
+        return self.spec.dtypes
+
+    @property
+    def fill(self) -> str:
+        return self.spec.fill
 
     @property
     def doc(self) -> str:
         """The first line of the function's docstring."""
         return (inspect.getdoc(self.func) or "").split("\n", 1)[0]
+
+    def halo(self, params: Mapping[str, Any]) -> int:
+        """Pixels the kernel needs on every side of a window, for these parameters."""
+        halo = self.spec.halo
+        return int(halo(params)) if callable(halo) else int(halo)
+
+    def check_inputs(self, counts: Sequence[int], names: Sequence[str]) -> None:
+        """Raise `KernelInputError` if the inputs' band counts do not suit the kernel."""
+        if self.spec.check_inputs is None:
+            return
+        try:
+            self.spec.check_inputs(counts)
+        except ValueError as err:
+            given = ", ".join(
+                f"{n} ({c} band{'s' if c != 1 else ''})" for n, c in zip(names, counts, strict=True)
+            )
+            raise KernelInputError(
+                f"kernel '{self.name}' takes {self.spec.inputs}: {err}; given {given}"
+            ) from err
 
     def check_dtypes(self, dtypes: Sequence[str], names: Sequence[str]) -> None:
         """Raise `KernelDtypeError` if an input's data type is not one this kernel takes."""
@@ -89,19 +142,26 @@ class Kernel:
 
     def output_dtype(self, dtypes: Sequence[str], params: Mapping[str, Any]) -> np.dtype:
         """The output data type for inputs of ``dtypes``."""
-        if self.dtype is None:
+        rule = self.spec.dtype
+        if rule is None:
             return np.dtype(dtypes[0])
-        if callable(self.dtype):
-            return np.dtype(self.dtype(dtypes, params))
-        return np.dtype(self.dtype)
+        return np.dtype(rule(dtypes, params) if callable(rule) else rule)
 
     def output_bands(self, counts: Sequence[int], params: Mapping[str, Any]) -> int:
         """The output band count for inputs with ``counts`` bands."""
-        if self.bands is None:
+        rule = self.spec.bands
+        if rule is None:
             return counts[0]
-        if callable(self.bands):
-            return int(self.bands(counts, params))
-        return int(self.bands)
+        return int(rule(counts, params) if callable(rule) else rule)
+
+    def output_nodata(
+        self, nodata: Sequence[float | None], dtype: np.dtype, params: Mapping[str, Any]
+    ) -> float | None:
+        """The output's nodata value: the kernel's rule, else the first input's if it fits."""
+        rule = self.spec.nodata
+        if rule is None:
+            return nodata[0] if representable(nodata[0], dtype) else None
+        return rule(nodata, dtype, params) if callable(rule) else rule
 
     def parse_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Convert and check parameters; unset ones take their defaults.
@@ -122,53 +182,101 @@ class Kernel:
                     f"kernel '{self.name}' has no parameter '{name}'; its parameters: {known}"
                 )
             parsed[key] = _convert(self.name, self.params[key], value)
-        if self.validate is not None:
+        if self.spec.validate is not None:
             try:
-                self.validate(parsed)
+                self.spec.validate(parsed)
             except KernelParameterError:
                 raise
             except (TypeError, ValueError) as err:
                 raise KernelParameterError(f"kernel '{self.name}': {err}") from err
         return parsed
 
+    def call(
+        self, arrays: Sequence[np.ndarray], params: Mapping[str, Any], ctx: KernelContext
+    ) -> Any:
+        """Run the kernel function on one window's arrays."""
+        if self.wants_context:
+            return self.func(*arrays, ctx=ctx, **params)
+        return self.func(*arrays, **params)
+
+
+def representable(value: float | None, dtype: np.dtype) -> bool:
+    """Whether ``value`` can be stored exactly in ``dtype`` (NaN only in floats)."""
+    if value is None:
+        return False
+    if np.issubdtype(dtype, np.floating):
+        return bool(np.isnan(value)) or np.finfo(dtype).min <= value <= np.finfo(dtype).max
+    if np.isnan(value):
+        return False
+    info = np.iinfo(dtype)
+    return float(value).is_integer() and info.min <= value <= info.max
+
 
 def kernel(
     name: str | None = None,
     *,
+    aliases: Sequence[str] = (),
     releases_gil: bool = False,
-    halo: int = 0,
+    halo: int | Callable[[Mapping[str, Any]], int] = 0,
+    fill: str = "edge",
+    inputs: str = "one raster",
+    check_inputs: Callable[[Sequence[int]], None] | None = None,
     dtypes: Sequence[str] | None = None,
     dtype: str | Callable[..., Any] | None = None,
     bands: int | Callable[..., int] | None = None,
+    nodata: float | Callable[..., float | None] | None = None,
     validate: Callable[[dict[str, Any]], None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as an mpraster kernel; the function itself is returned unchanged.
 
+    The function takes one (bands, rows, cols) array per input, positionally, and its
+    parameters as keyword-only arguments annotated int, float, bool or str, with defaults.
+    A keyword-only argument named ``ctx`` receives a `KernelContext` (nodata, transform).
+    It returns (bands, rows, cols) — the read window's size (the halo is cropped off) or
+    the window's own — or (rows, cols) for one band.
+
     Parameters
     ----------
     name : str, optional
-        The name to list it under (default: the function's name).
+        The name to list it under (default: the function's name); ``aliases`` too.
     releases_gil : bool
         Whether the function releases the GIL for most of its work; ``--mode auto`` runs
         GIL-holding kernels in processes.
-    halo : int
-        Extra pixels the kernel needs on every side of a window.
+    halo : int or callable
+        Extra pixels needed on every side of a window, or ``f(params)`` giving them.
+    fill : {"edge", "nodata"}
+        What a read past the raster's edge holds: the edge pixels repeated outwards, or the
+        input's nodata (NaN, or 0 for integers without nodata).
+    inputs : str
+        What the kernel takes, in words, for listings and errors.
+    check_inputs : callable, optional
+        ``f(band_counts)`` raising ``ValueError`` when the inputs do not suit the kernel.
     dtypes : sequence of str, optional
         The input data types it takes (default: any).
     dtype : str or callable, optional
         Output data type, or ``f(input_dtypes, params)``; default: the first input's.
     bands : int or callable, optional
         Output band count, or ``f(input_band_counts, params)``; default: the first input's.
+    nodata : float or callable, optional
+        Output nodata, or ``f(input_nodata, output_dtype, params)``; default: the first
+        input's nodata where the output dtype can hold it.
     validate : callable, optional
         ``f(params)`` raising ``ValueError`` for a bad combination of parameter values.
     """
+    if fill not in ("edge", "nodata"):
+        raise ValueError(f"fill must be 'edge' or 'nodata', got {fill!r}")
     spec = KernelSpec(
         name=name,
+        aliases=tuple(aliases),
         releases_gil=releases_gil,
         halo=halo,
+        fill=fill,
+        inputs=inputs,
+        check_inputs=check_inputs,
         dtypes=tuple(str(np.dtype(d)) for d in dtypes) if dtypes else None,
         dtype=dtype,
         bands=bands,
+        nodata=nodata,
         validate=validate,
     )
 
@@ -213,7 +321,7 @@ def _params_of(func: Callable[..., Any], name: str) -> dict[str, Param]:
     """Read a kernel's parameters from its keyword-only arguments."""
     params = {}
     for arg in inspect.signature(func).parameters.values():
-        if arg.kind is not inspect.Parameter.KEYWORD_ONLY:
+        if arg.kind is not inspect.Parameter.KEYWORD_ONLY or arg.name == "ctx":
             continue
         annotation = arg.annotation
         if isinstance(annotation, str):
@@ -237,17 +345,15 @@ def describe(func: Callable[..., Any], ref: str, name: str | None = None) -> Ker
     """Build a `Kernel` from a function and the metadata its decorator recorded."""
     spec = getattr(func, _SPEC_ATTR, None) or KernelSpec()
     name = spec.name or name or getattr(func, "__name__", ref)
+    signature = inspect.signature(func).parameters
+    wants_context = "ctx" in signature and signature["ctx"].kind is inspect.Parameter.KEYWORD_ONLY
     return Kernel(
         name=name,
         ref=ref,
         func=func,
-        releases_gil=spec.releases_gil,
-        halo=spec.halo,
-        dtypes=spec.dtypes,
-        dtype=spec.dtype,
-        bands=spec.bands,
+        spec=spec,
         params=_params_of(func, name),
-        validate=spec.validate,
+        wants_context=wants_context,
     )
 
 
@@ -257,8 +363,11 @@ def builtin_kernels() -> dict[str, Kernel]:
     found = {}
     for attr in module.__all__:
         func = getattr(module, attr)
-        name = getattr(func, _SPEC_ATTR).name or attr
+        spec = getattr(func, _SPEC_ATTR)
+        name = spec.name or attr
         found[name] = describe(func, ref=name)
+        for alias in spec.aliases:
+            found[alias] = found[name]
     return found
 
 

@@ -1,0 +1,80 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Nodata-aware focal (moving-window) statistics, in nogil loops.
+
+The private half of the ``focal-*`` kernels in ``mpraster.builtin_kernels``: the wrapper
+checks shapes and sizes; these loops never see a bad shape. Input is a window grown by
+``size // 2`` on every side; output is the window itself.
+"""
+
+from libc.math cimport isnan
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+ctypedef fused pixel_t:
+    int8_t
+    uint8_t
+    int16_t
+    uint16_t
+    int32_t
+    uint32_t
+    int64_t
+    uint64_t
+    float
+    double
+
+
+cdef inline bint _missing(double value, bint has_nodata, double nodata) noexcept nogil:
+    return isnan(value) or (has_nodata and value == nodata)
+
+
+def focal_mean(const pixel_t[:, :, ::1] src, double[:, :, ::1] dst, Py_ssize_t size,
+               bint has_nodata, double nodata, double fill):
+    """dst = mean of the valid pixels in each size x size neighbourhood; ``fill`` where
+    the centre is missing or no neighbour is valid."""
+    cdef Py_ssize_t bands = dst.shape[0], rows = dst.shape[1], cols = dst.shape[2]
+    cdef Py_ssize_t b, i, j, di, dj, half = size // 2
+    cdef double value, total
+    cdef Py_ssize_t count
+    with nogil:
+        for b in range(bands):
+            for i in range(rows):
+                for j in range(cols):
+                    if _missing(<double>src[b, i + half, j + half], has_nodata, nodata):
+                        dst[b, i, j] = fill
+                        continue
+                    total = 0.0
+                    count = 0
+                    for di in range(size):
+                        for dj in range(size):
+                            value = <double>src[b, i + di, j + dj]
+                            if not _missing(value, has_nodata, nodata):
+                                total = total + value
+                                count = count + 1
+                    dst[b, i, j] = total / count if count else fill
+
+
+def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, Py_ssize_t size,
+                  bint has_nodata, double nodata, pixel_t fill, bint maximum):
+    """dst = max (or min) of the valid pixels in each size x size neighbourhood; ``fill``
+    where the centre is missing."""
+    cdef Py_ssize_t bands = dst.shape[0], rows = dst.shape[1], cols = dst.shape[2]
+    cdef Py_ssize_t b, i, j, di, dj, half = size // 2
+    cdef pixel_t value, best
+    cdef bint found
+    with nogil:
+        for b in range(bands):
+            for i in range(rows):
+                for j in range(cols):
+                    if _missing(<double>src[b, i + half, j + half], has_nodata, nodata):
+                        dst[b, i, j] = fill
+                        continue
+                    found = False
+                    best = src[b, i + half, j + half]
+                    for di in range(size):
+                        for dj in range(size):
+                            value = src[b, i + di, j + dj]
+                            if _missing(<double>value, has_nodata, nodata):
+                                continue
+                            if not found or (value > best if maximum else value < best):
+                                best = value
+                                found = True
+                    dst[b, i, j] = best
