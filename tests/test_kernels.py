@@ -50,7 +50,8 @@ def test_parse_params():
 
 def test_unknown_kernel_lists_known_ones():
     with pytest.raises(
-        KernelNotFoundError, match="unknown kernel 'nope'; known kernels: focal-max, .*, reverse, reverse-py, slope"
+        KernelNotFoundError,
+        match=r"unknown kernel 'nope'; known kernels: focal-max, .*, reverse, reverse-py, slope",
     ):
         load_kernel("nope")
 

@@ -1,0 +1,503 @@
+"""The built-in kernels against NumPy references computed on the whole raster, edges
+included, in every mode; multiple inputs, band selection, halos, nodata, user kernels."""
+
+import hashlib
+import itertools
+import subprocess
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import SHARED_DATA, write_raster
+from rasterio.transform import from_origin
+
+import mpraster
+from mpraster.errors import InputMismatchError, KernelInputError, KernelParameterError
+
+MATRIX = list(itertools.product(["threads", "processes"], ["main", "workers"], [1, 2, 3]))
+
+
+def read(path, band=None):
+    with rasterio.open(path) as ds:
+        return (ds.read(band) if band else ds.read()), ds.profile
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dem_array(rows=45, cols=37, seed=3):
+    """A smooth synthetic DEM (metres) with a few nodata holes."""
+    r, c = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    z = 300 + 40 * np.sin(r / 7.0) * np.cos(c / 5.0) + 2.0 * r + rng.normal(0, 0.5, (rows, cols))
+    z = z.astype(np.float32)
+    z[10, 12] = z[30, 3] = z[0, 0] = -9999.0
+    return z
+
+
+@pytest.fixture
+def dem(tmp_path):
+    data = dem_array()[np.newaxis]
+    profile = dict(transform=from_origin(500000.0, 4200000.0, 30.0, 25.0))
+    path = tmp_path / "dem.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        dtype="float32",
+        count=1,
+        height=data.shape[1],
+        width=data.shape[2],
+        crs="EPSG:32618",
+        nodata=-9999.0,
+        **profile,
+    ) as dst:
+        dst.write(data)
+    return path
+
+
+# ---------------------------------------------------------------- references
+
+
+def missing(a, nodata):
+    return np.isnan(a) | ((a == nodata) if nodata is not None else False)
+
+
+def focal_reference(band, size, nodata, op):
+    half = size // 2
+    padded = np.pad(band.astype(np.float64), half, mode="edge")
+    valid_pad = ~missing(padded, nodata)
+    rows, cols = band.shape
+    total = np.zeros((rows, cols))
+    count = np.zeros((rows, cols), dtype=np.int64)
+    best = None
+    for di in range(size):
+        for dj in range(size):
+            v = padded[di : di + rows, dj : dj + cols]
+            ok = valid_pad[di : di + rows, dj : dj + cols]
+            total = total + np.where(ok, v, 0.0)
+            count += ok
+            if op != "mean":
+                cand = np.where(ok, v, np.nan)
+                best = cand if best is None else (np.fmax if op == "max" else np.fmin)(best, cand)
+    centre_missing = missing(band.astype(np.float64), nodata)
+    if op == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = total / count
+        return np.where(centre_missing, np.nan if nodata is None else nodata, out)
+    return np.where(centre_missing, nodata if nodata is not None else 0, best)
+
+
+def horn(band, transform, z, nodata):
+    """Horn's gradients (gdaldem's formula) with edge-replicated neighbours."""
+    p = np.pad(band.astype(np.float64), 1, mode="edge")
+    a, b, c = p[:-2, :-2], p[:-2, 1:-1], p[:-2, 2:]
+    d, e, f = p[1:-1, :-2], p[1:-1, 1:-1], p[1:-1, 2:]
+    g, h, i = p[2:, :-2], p[2:, 1:-1], p[2:, 2:]
+    x = ((a + d + d + g) - (c + f + f + i)) * (z / (8.0 * transform.a))
+    y = ((g + h + h + i) - (a + b + b + c)) * (z / (8.0 * transform.e))
+    bad = np.zeros(band.shape, bool)
+    for n in (a, b, c, d, e, f, g, h, i):
+        bad |= missing(n, nodata)
+    return x, y, bad
+
+
+# ---------------------------------------------------------------- halo kernels, every mode
+
+
+@pytest.mark.parametrize("mode,io,jobs", MATRIX)
+def test_focal_mean_every_mode_matches_whole_raster_reference(tmp_path, dem, mode, io, jobs):
+    out = tmp_path / "o.tif"
+    mpraster.run(
+        dem, out, "focal-mean", mode=mode, io=io, jobs=jobs, params={"size": "5"}, block_size=16
+    )
+    got, profile = read(out, 1)
+    band, _ = read(dem, 1)
+    expected = focal_reference(band, 5, -9999.0, "mean").astype(np.float32)
+    assert profile["dtype"] == "float32" and profile["nodata"] == -9999.0
+    assert np.array_equal(got, expected)
+    reference = tmp_path / "ref.tif"
+    if not reference.exists():
+        mpraster.run(
+            dem, reference, "focal-mean", mode="threads", jobs=1, params={"size": 5}, block_size=16
+        )
+    assert digest(out) == digest(reference)
+
+
+@pytest.mark.parametrize("op", ["max", "min", "mean"])
+@pytest.mark.parametrize("size", [3, 31])
+def test_focal_sizes_larger_than_the_window(tmp_path, op, size):
+    """size 31 has a halo of 15 around 16-pixel windows: most of the neighbourhood is read
+    from other windows, and at the corners past the raster's edge."""
+    data = (np.arange(40 * 33, dtype=np.int16).reshape(1, 40, 33) * 7) % 251
+    data[0, 5, 5] = -1
+    src = write_raster(tmp_path / "i.tif", data.astype(np.int16), nodata=-1)
+    out = tmp_path / "o.tif"
+    mpraster.run(src, out, f"focal-{op}", jobs=2, params={"size": size}, block_size=16)
+    got, profile = read(out, 1)
+    expected = focal_reference(data[0], size, -1, op)
+    if op == "mean":
+        assert profile["dtype"] == "float32"
+        expected = expected.astype(np.float32)
+    else:
+        assert profile["dtype"] == "int16" and profile["nodata"] == -1
+        expected = expected.astype(np.int16)
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("size", ["4", "1", "33"])
+def test_focal_size_checked_before_work(tmp_path, dem, size):
+    with pytest.raises(KernelParameterError, match="size must be odd, from 3 to 31"):
+        mpraster.run(dem, tmp_path / "o.tif", "focal-mean", params={"size": size})
+
+
+@pytest.mark.parametrize("mode,io", [("threads", "main"), ("processes", "workers")])
+def test_slope_matches_horn(tmp_path, dem, mode, io):
+    out = tmp_path / "o.tif"
+    mpraster.run(
+        dem, out, "slope", mode=mode, io=io, jobs=2, params={"z-factor": "1.5"}, block_size=16
+    )
+    got, profile = read(out, 1)
+    band, src_profile = read(dem, 1)
+    x, y, bad = horn(band, src_profile["transform"], 1.5, -9999.0)
+    expected = np.degrees(np.arctan(np.sqrt(x * x + y * y))).astype(np.float32)
+    expected[bad] = -9999.0
+    assert profile["nodata"] == -9999.0 and profile["dtype"] == "float32"
+    assert np.array_equal(got == -9999.0, bad)
+    np.testing.assert_allclose(got[~bad], expected[~bad], rtol=2e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("azimuth,altitude", [(315.0, 45.0), (90.0, 20.0)])
+def test_hillshade_matches_gdaldem_formula(tmp_path, dem, azimuth, altitude):
+    out = tmp_path / "o.tif"
+    mpraster.run(
+        dem,
+        out,
+        "hillshade",
+        jobs=2,
+        block_size=16,
+        params={"azimuth": azimuth, "altitude": altitude, "z_factor": 2.0},
+    )
+    got, profile = read(out, 1)
+    band, src_profile = read(dem, 1)
+    x, y, bad = horn(band, src_profile["transform"], 2.0, -9999.0)
+    az, alt = np.radians(azimuth), np.radians(altitude)
+    cang = (np.sin(alt) - np.cos(alt) * (y * np.cos(az) - x * np.sin(az))) / np.sqrt(
+        1 + x * x + y * y
+    )
+    shade = np.where(cang <= 0, 1.0, 1.0 + 254.0 * cang)
+    expected = np.rint(shade.astype(np.float32)).astype(np.uint8)
+    expected[bad] = 0
+    assert profile["dtype"] == "uint8" and profile["nodata"] == 0
+    diff = np.abs(got.astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99  # float rounding at .5 only
+    assert np.array_equal(got == 0, bad)
+
+
+def test_terrain_needs_one_band(tmp_path, make_raster):
+    src = make_raster((2, 20, 20), "float32")
+    with pytest.raises(KernelInputError, match=r"takes one DEM band.*given .* \(2 bands\)"):
+        mpraster.run(src, tmp_path / "o.tif", "slope")
+    mpraster.run(f"{src}:2", tmp_path / "o.tif", "slope", block_size=16)
+
+
+# ---------------------------------------------------------------- pixelwise
+
+
+def ndvi_reference(a, b, nodata_a, nodata_b):
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    bad = missing(a, nodata_a) | missing(b, nodata_b) | (a + b == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = ((a - b) / (a + b)).astype(np.float32)
+    out[bad] = np.nan
+    return out
+
+
+def test_ndvi_two_inputs_and_band_selection_agree(tmp_path):
+    rng = np.random.default_rng(1)
+    nir = rng.integers(0, 3000, (1, 50, 41), dtype=np.uint16)
+    red = rng.integers(0, 3000, (1, 50, 41), dtype=np.uint16)
+    nir[0, 3, 4] = red[0, 3, 4] = 0  # a + b == 0
+    nir[0, 7, 7] = 65535  # nodata
+    a = write_raster(tmp_path / "nir.tif", nir, nodata=65535)
+    b = write_raster(tmp_path / "red.tif", red, nodata=65535)
+    stack = write_raster(tmp_path / "stack.tif", np.concatenate([red, nir, red]), nodata=65535)
+    expected = ndvi_reference(nir[0], red[0], 65535, 65535)
+    outs = {
+        "two inputs": ([a, b], {}),
+        "PATH:BANDS": ([f"{stack}:2,1"], {}),
+        "--bidx": ([stack], {"bidx": "2,1"}),
+    }
+    digests = set()
+    for name, (inputs, extra) in outs.items():
+        out = tmp_path / f"{name.replace(' ', '_').replace(':', '')}.tif"
+        mpraster.run(inputs, out, "ndvi", jobs=2, block_size=16, **extra)
+        got, profile = read(out, 1)
+        assert profile["dtype"] == "float32" and np.isnan(profile["nodata"]), name
+        assert np.array_equal(got, expected, equal_nan=True), name
+        digests.add(digest(out))
+    assert len(digests) == 1
+
+
+def test_ndvi_refuses_three_bands_before_work(tmp_path, make_raster, mpraster_cmd, cli_env):
+    src = make_raster((3, 20, 20), "uint8")
+    proc = subprocess.run(
+        [*mpraster_cmd, "run", str(src), str(tmp_path / "o.tif"), "-k", "ndvi"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert proc.returncode == 14
+    assert (
+        "kernel 'normalized-difference' takes two bands" in proc.stderr
+        and "(3 bands)" in proc.stderr
+    )
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_mismatched_grids_name_the_difference(tmp_path, make_raster, mpraster_cmd, cli_env):
+    a = make_raster((1, 20, 20), "uint8")
+    b = make_raster((1, 20, 21), "uint8")
+    with pytest.raises(InputMismatchError, match="size 20x21 != 20x20"):
+        mpraster.run([a, b], tmp_path / "o.tif", "ndvi")
+    proc = subprocess.run(
+        [*mpraster_cmd, "run", str(a), str(b), str(tmp_path / "o.tif"), "-k", "ndvi"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert proc.returncode == 13 and "do not share a grid: size 20x21 != 20x20" in proc.stderr
+
+
+def test_band_out_of_range(tmp_path, make_raster):
+    src = make_raster((2, 20, 20), "uint8")
+    with pytest.raises(mpraster.MprasterError, match="has 2 bands, no band 3"):
+        mpraster.run(f"{src}:3", tmp_path / "o.tif", "reverse")
+
+
+@pytest.mark.parametrize(
+    "dtype,scale,offset", [("uint8", 0.1, -5.0), ("float32", 1e-4, 0.0), ("int16", -3.0, 7.0)]
+)
+def test_rescale_clips_to_the_target_type(tmp_path, dtype, scale, offset, mpraster_cmd, cli_env):
+    data = np.linspace(-2000, 60000, 30 * 20).reshape(1, 30, 20).astype(np.float64)
+    data[0, 0, 0] = -9999.0
+    src = write_raster(tmp_path / "i.tif", data, nodata=-9999.0)
+    out = tmp_path / "o.tif"
+    proc = subprocess.run(
+        [
+            *mpraster_cmd,
+            "run",
+            str(src),
+            str(out),
+            "-k",
+            "rescale",
+            "-p",
+            f"scale={scale}",
+            "-p",
+            f"offset={offset}",
+            "--dtype",
+            dtype,
+            "--block-size",
+            "16",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got, profile = read(out, 1)
+    target = np.dtype(dtype)
+    values = data[0] * scale + offset
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        expected = np.clip(np.rint(values), info.min, info.max).astype(target)
+        nodata = info.min  # -9999 does not fit uint8; int16 holds it
+        nodata = -9999 if dtype == "int16" else info.min
+    else:
+        expected = values.astype(target)
+        nodata = -9999.0
+    expected[0, 0] = nodata
+    assert profile["dtype"] == dtype and profile["nodata"] == nodata
+    assert np.array_equal(got, expected)
+
+
+def test_dtype_option_is_for_kernels_with_a_dtype(tmp_path, make_raster):
+    with pytest.raises(mpraster.MprasterError, match="--dtype is for kernels with a dtype"):
+        mpraster.run(make_raster(), tmp_path / "o.tif", "reverse", dtype="float32")
+
+
+def test_nodata_option_sets_the_output_nodata(tmp_path, make_raster):
+    out = tmp_path / "o.tif"
+    mpraster.run(make_raster((1, 20, 20), "uint8"), out, "reverse", nodata=255, params={"cost": 0})
+    assert read(out)[1]["nodata"] == 255
+    with pytest.raises(mpraster.MprasterError, match="does not fit the output type uint8"):
+        mpraster.run(make_raster((1, 20, 20), "uint8"), tmp_path / "p.tif", "reverse", nodata=-1)
+
+
+# ---------------------------------------------------------------- user kernels
+
+
+USER_KERNELS = '''
+import numpy as np
+import mpraster
+
+
+@mpraster.kernel(halo=1, fill="nodata", releases_gil=True)
+def raw_read(src, *, ctx):
+    """Return the read window as is: shows what the halo holds past the edge."""
+    return src.copy()
+
+
+@mpraster.kernel(halo=2, dtype="float64", bands=1)
+def pixel_size(src, *, scale: float = 1.0, ctx):
+    """Pixel width from the window's transform, where the centre is not nodata."""
+    nodata = ctx.nodata[0]
+    out = np.full(src.shape[1:], ctx.transform.a * scale)
+    out[src[0] == nodata] = -1.0
+    return out
+
+
+@mpraster.kernel()
+def wrong_dtype(src):
+    return src.astype("float64")
+'''
+
+
+@pytest.fixture
+def user_kernels(tmp_path):
+    path = tmp_path / "user_kernels.py"
+    path.write_text(USER_KERNELS)
+    return path
+
+
+def test_user_kernel_halo_nodata_fill(tmp_path, user_kernels):
+    data = np.arange(1, 20 * 18 + 1, dtype=np.int32).reshape(1, 20, 18)
+    src = write_raster(tmp_path / "i.tif", data, nodata=-5)
+    out = tmp_path / "o.tif"
+    mpraster.run(src, out, f"{user_kernels}:raw_read", mode="processes", jobs=2, block_size=16)
+    assert np.array_equal(read(out)[0], data)  # cropped back: the fill never shows
+
+
+def test_user_kernel_gets_context_and_typed_params(tmp_path, user_kernels, mpraster_cmd, cli_env):
+    data = np.ones((1, 20, 18), dtype=np.uint8)
+    data[0, 2, 3] = 0
+    src = write_raster(tmp_path / "i.tif", data, nodata=0)
+    out = tmp_path / "o.tif"
+    proc = subprocess.run(
+        [
+            *mpraster_cmd,
+            "run",
+            str(src),
+            str(out),
+            "-k",
+            f"{user_kernels}:pixel_size",
+            "-p",
+            "scale=2",
+            "--block-size",
+            "16",
+            "-q",
+            "--mode",
+            "auto",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = read(out, 1)[0]
+    expected = np.full((20, 18), 60.0)
+    expected[2, 3] = -1.0
+    assert np.array_equal(got, expected)
+    proc = subprocess.run(
+        [
+            *mpraster_cmd,
+            "run",
+            str(src),
+            str(tmp_path / "p.tif"),
+            "-k",
+            f"{user_kernels}:pixel_size",
+            "-p",
+            "scale=big",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert (
+        proc.returncode == 7
+        and "parameter 'scale' of kernel 'pixel_size' must be of type float" in proc.stderr
+    )
+
+
+def test_user_kernel_wrong_dtype_names_the_window(tmp_path, user_kernels, make_raster):
+    with pytest.raises(
+        mpraster.MprasterError, match=r"returned float64 \(3, 16, 16\) on window 0 .*expected uint8"
+    ):
+        mpraster.run(
+            make_raster(), tmp_path / "o.tif", f"{user_kernels}:wrong_dtype", jobs=1, block_size=16
+        )
+
+
+def test_plugin_kernel_from_an_entry_point(tmp_path, mpraster_cmd, cli_env, make_raster):
+    """A package registering a kernel under the mpraster.kernels entry-point group."""
+    site = tmp_path / "site"
+    (site / "mpr_plugin").mkdir(parents=True)
+    (site / "mpr_plugin" / "__init__.py").write_text(
+        "import mpraster\n\n@mpraster.kernel(releases_gil=True)\n"
+        "def double(src):\n    '''Twice the input.'''\n    return src * 2\n"
+    )
+    info = site / "mpr_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mpr-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[mpraster.kernels]\ndouble = mpr_plugin:double\n")
+    env = dict(cli_env, PYTHONPATH=f"{site}:{cli_env['PYTHONPATH']}")
+    listing = subprocess.run(
+        [*mpraster_cmd, "kernels"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert "double: one raster; halo 0; releases the GIL; no parameters [plugin]" in listing.stdout
+    src = make_raster((1, 20, 20), "uint8")
+    out = tmp_path / "o.tif"
+    proc = subprocess.run(
+        [*mpraster_cmd, "run", str(src), str(out), "-k", "double", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(read(out)[0], read(src)[0] * 2)
+
+
+# ---------------------------------------------------------------- real rasters
+
+
+def test_real_rasters(tmp_path):
+    if not SHARED_DATA.exists():
+        pytest.skip(f"real rasters not present ({SHARED_DATA}); generated rasters cover this")
+    rgb = SHARED_DATA / "RGB.byte.tif"
+    out = tmp_path / "ndvi.tif"
+    mpraster.run(f"{rgb}:3,1", out, "ndvi", jobs=2, block_size=256)
+    data, _ = read(rgb)
+    assert np.array_equal(read(out, 1)[0], ndvi_reference(data[2], data[0], 0, 0), equal_nan=True)
+    floats = SHARED_DATA / "float_raster_with_nodata.tif"
+    band, profile = read(floats, 1)
+    out = tmp_path / "mean.tif"
+    mpraster.run(floats, out, "focal-mean", jobs=2, params={"size": 3}, block_size=16)
+    expected = focal_reference(band, 3, profile["nodata"], "mean").astype(np.float32)
+    assert np.array_equal(read(out, 1)[0], expected, equal_nan=True)
+    nan = SHARED_DATA / "float_nan.tif"
+    out = tmp_path / "nan.tif"
+    mpraster.run(nan, out, "focal-max", jobs=1, params={"size": 3}, block_size=16)
+    band, profile = read(nan, 1)
+    assert np.array_equal(
+        read(out, 1)[0],
+        focal_reference(band, 3, profile["nodata"], "max").astype(np.float32),
+        equal_nan=True,
+    )
