@@ -155,9 +155,13 @@ def _focal_extreme(src: np.ndarray, size: int, ctx: KernelContext, maximum: bool
     has_nodata, nodata = _nodata_args(ctx.nodata[0])
     half = size // 2
     out = np.empty((src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half), src.dtype)
+    rowbest = np.empty((src.shape[1], out.shape[2]), src.dtype)
+    rowfound = np.empty((src.shape[1], out.shape[2]), np.uint8)
     fill = ctx.nodata[0] if ctx.nodata[0] is not None else 0
     fill = np.array(fill).astype(src.dtype)[()]
-    _focal.focal_extreme(np.ascontiguousarray(src), out, size, has_nodata, nodata, fill, maximum)
+    _focal.focal_extreme(
+        np.ascontiguousarray(src), out, rowbest, rowfound, size, has_nodata, nodata, fill, maximum
+    )
     return out
 
 
@@ -168,15 +172,20 @@ _FOCAL = dict(releases_gil=True, halo=_focal_halo, validate=_check_size, dtypes=
 def focal_mean(src: np.ndarray, *, size: int = 3, ctx: KernelContext) -> np.ndarray:
     """Mean of each size x size neighbourhood, over its valid pixels (nodata-aware).
 
-    out = sum(valid) / count(valid); nodata where the centre pixel is nodata. Past the
-    raster's edge the edge pixels repeat. float32 out (float64 for float64 input).
+    out = sum(valid) / count(valid), summed along each row, then down the column;
+    nodata where the centre pixel is nodata. Past the raster's edge the edge pixels repeat.
+    float32 out (float64 for float64 input).
     """
     has_nodata, nodata = _nodata_args(ctx.nodata[0])
     half = size // 2
     shape = (src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half)
     out = np.empty(shape, dtype=np.float64)
+    rowsum = np.empty((src.shape[1], shape[2]))
+    rowcount = np.empty((src.shape[1], shape[2]))
     fill = _same_or_nan(ctx.nodata, np.dtype(np.float32), {})
-    _focal.focal_mean(np.ascontiguousarray(src), out, size, has_nodata, nodata, fill)
+    _focal.focal_mean(
+        np.ascontiguousarray(src), out, rowsum, rowcount, size, has_nodata, nodata, fill
+    )
     return out.astype(_float_out([src.dtype], {}))
 
 
