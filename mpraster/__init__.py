@@ -1,5 +1,7 @@
 """mpraster: run a compiled raster kernel over a GeoTIFF window by window, in parallel."""
 
+__version__ = "0.1.0"
+
 from mpraster.engine import Job, default_jobs, execute, plan_job, run
 from mpraster.errors import MprasterError
 from mpraster.io import CogOptions
@@ -19,4 +21,3 @@ __all__ = [
     "plan_job",
     "run",
 ]
-__version__ = "0.1.0"

@@ -39,9 +39,9 @@ def _key_value_pairs(option: str) -> Callable[[click.Context, click.Parameter, A
     return parse
 
 
-def _stop_on_signals() -> StopSignal:
+def _stop_on_signals(grace: float) -> StopSignal:
     """Turn SIGINT and SIGTERM into a clean stop; a second signal stops at once."""
-    stop = StopSignal()
+    stop = StopSignal(grace)
 
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
@@ -172,6 +172,25 @@ def main() -> None:
     help="Write the run's figures to this JSON file.",
 )
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Finish an interrupted run of this job from its journal (starts afresh if none).",
+)
+@click.option(
+    "--checkpoint-mb",
+    type=float,
+    default=64.0,
+    show_default=True,
+    help="Output megabytes between checkpoints (what a killed run can lose at most).",
+)
+@click.option(
+    "--stop-grace",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds to let windows in flight finish before stopping.",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Check everything and print the plan; read no pixels."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
@@ -198,6 +217,9 @@ def run_command(
     log_interval,
     show_stats,
     stats_json,
+    resume,
+    checkpoint_mb,
+    stop_grace,
     dry_run,
     quiet,
     verbose,
@@ -217,7 +239,7 @@ def run_command(
     if len(files) < 2:
         raise click.UsageError("give at least one INPUT and an OUTPUT")
     *inputs, output = files
-    stop = _stop_on_signals()
+    stop = _stop_on_signals(stop_grace)
     try:
         cog_options = (
             CogOptions(parse_overviews(overviews), resampling)
@@ -240,6 +262,8 @@ def run_command(
             creation_options=creation_options,
             overwrite=overwrite,
             cog=cog_options,
+            resume=resume,
+            checkpoint_mb=checkpoint_mb,
         )
         if dry_run:
             click.echo(job.describe())

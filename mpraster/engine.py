@@ -29,10 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from mpraster.errors import Interrupted, OptionError, WindowFailed, WorkerDied
+from mpraster import __version__
+from mpraster.errors import (
+    Interrupted,
+    OptionError,
+    ResumeError,
+    UnfinishedRunError,
+    WindowFailed,
+    WorkerDied,
+)
 from mpraster.io import (
+    Checkpoints,
     CogOptions,
     InputInfo,
     InputSpec,
@@ -41,8 +51,20 @@ from mpraster.io import (
     check_output,
     describe_window,
     inspect_inputs,
+    open_raster,
     output_profile,
     parse_input,
+    partial_path,
+)
+from mpraster.journal import (
+    CHECKPOINT_BYTES,
+    JournalState,
+    checksum,
+    fingerprint,
+    input_identity,
+    journal_path,
+    read_journal,
+    tile_windows,
 )
 from mpraster.kernels import Kernel, KernelContext, load_kernel, representable
 from mpraster.plan import WindowTask, check_block_size, plan_windows
@@ -378,9 +400,13 @@ class TileAssembly:
         self.bands = bands
         self._buffer: np.ndarray | None = None
 
+    def _write(self, data: np.ndarray, task: WindowTask) -> None:
+        journaled = self.writer.checkpoints is not None
+        self.writer.write(data, task.tile, checksum(data) if journaled else None)
+
     def add(self, task: WindowTask, data: np.ndarray) -> None:
         if task.parts == 1:
-            self.writer.write(data, task.tile)
+            self._write(data, task)
             return
         if task.part == 0:
             shape = (self.bands, int(task.tile.height), int(task.tile.width))
@@ -388,7 +414,7 @@ class TileAssembly:
         start, stop = task.rows_in_tile
         self._buffer[:, start:stop] = data
         if task.part == task.parts - 1:
-            self.writer.write(self._buffer, task.tile)
+            self._write(self._buffer, task)
             self._buffer = None
 
 
@@ -396,18 +422,29 @@ _STOP_POLL_SECONDS = 0.1
 
 
 class StopSignal:
-    """A request to stop a run, with the signal that asked for it."""
+    """A request to stop a run, with the signal that asked for it.
 
-    def __init__(self) -> None:
+    Windows in flight are given ``grace`` seconds to finish and be written (a batch system
+    kills the job some 30 seconds after its SIGTERM); the rest are dropped and redone by
+    ``--resume``.
+    """
+
+    def __init__(self, grace: float = 20.0) -> None:
         self._event = threading.Event()
         self.signum = int(signal.SIGINT)
+        self.grace = grace
+        self.deadline = float("inf")
 
     def set(self, signum: int = signal.SIGINT) -> None:
         self.signum = int(signum)
+        self.deadline = time.monotonic() + self.grace
         self._event.set()
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
 
 
 def _worker_died(err: BrokenExecutor, in_flight: Sequence[WindowTask]) -> WorkerDied:
@@ -436,19 +473,23 @@ def _schedule(
     Raises
     ------
     Interrupted
-        Once ``stop`` is set, at the next safe point (never in the middle of starting a
-        worker process, which would leave a half-spawned child behind).
+        Once ``stop`` is set: nothing more is submitted, the windows in flight are finished
+        and written, and then it raises (never in the middle of starting a worker process,
+        which would leave a half-spawned child behind).
     """
     pending: dict[Future, WindowTask] = {}
     ready: dict[int, WindowResult] = {}
     submitted = written = 0
     while written < len(tasks):
-        if stop is not None and stop.is_set():
+        draining = stop is not None and stop.is_set()
+        if draining and (written == submitted or stop.expired()):
             raise Interrupted(
-                f"stopped by {signal.Signals(stop.signum).name}; nothing was written to the output",
+                f"stopped by {signal.Signals(stop.signum).name} after {written} of {len(tasks)} "
+                "windows; the partial output and its journal are kept: run the same command "
+                "with --resume to finish",
                 stop.signum,
             )
-        while submitted < len(tasks) and submitted - written < max_in_flight:
+        while not draining and submitted < len(tasks) and submitted - written < max_in_flight:
             task = tasks[submitted]
             try:
                 pending[submit(task)] = task
@@ -494,6 +535,20 @@ class Job:
     tasks: tuple[WindowTask, ...]
     overwrite: bool
     cog: CogOptions | None = None
+    fingerprint: str = ""
+    resume_from: JournalState | None = None
+    checkpoint_bytes: int = CHECKPOINT_BYTES
+
+    @property
+    def tiles(self) -> list[Window]:
+        """The tile windows the writer writes, in plan order."""
+        return tile_windows(self.tasks)
+
+    @property
+    def checkpoint_every(self) -> int:
+        """Tile windows between checkpoints (about ``checkpoint_bytes`` of output)."""
+        tile_bytes = self.bands * self.dtype.itemsize * self.block_size**2
+        return max(1, self.checkpoint_bytes // tile_bytes)
 
     @property
     def in_flight(self) -> int:
@@ -586,6 +641,8 @@ def plan_job(
     creation_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     cog: CogOptions | None = None,
+    resume: bool = False,
+    checkpoint_mb: float = CHECKPOINT_BYTES / 2**20,
 ) -> Job:
     """Check every input and option and plan the run, without reading any pixel.
 
@@ -610,6 +667,8 @@ def plan_job(
     parsed = kernel.parse_params(raw_params)
     jobs_given = jobs is not None
     jobs = _check_count(jobs, "-j/--jobs") if jobs_given else default_jobs()
+    if not checkpoint_mb > 0:
+        raise OptionError(f"--checkpoint-mb must be more than 0, got {checkpoint_mb}")
     prefetch = _check_count(prefetch, "--prefetch")
     check_block_size(block_size)
     if cog is not None and block_size < COG_MIN_BLOCK:
@@ -636,6 +695,23 @@ def plan_job(
     tasks = plan_windows(
         infos[0].height, infos[0].width, block_size, halo, _TASKS_PER_WORKER * jobs
     )
+    job_fingerprint = fingerprint(
+        {
+            "inputs": [
+                {**input_identity(s.path), "bands": i.bands}
+                for s, i in zip(specs, infos, strict=True)
+            ],
+            "kernel": [kernel.name, kernel.ref],
+            "params": parsed,
+            "profile": {k: v for k, v in profile.items() if k != "num_threads"},
+            "block": block_size,
+            "cog": cog,
+            # Where checkpoints fall shapes a compressed file's layout.
+            "checkpoint_mb": checkpoint_mb,
+            "version": __version__,
+        }
+    )
+    resume_from = _previous_run(output, job_fingerprint, resume, overwrite)
     return Job(
         inputs=tuple(specs),
         output=output,
@@ -655,7 +731,75 @@ def plan_job(
         tasks=tuple(tasks),
         overwrite=overwrite,
         cog=cog,
+        fingerprint=job_fingerprint,
+        resume_from=resume_from,
+        checkpoint_bytes=int(checkpoint_mb * 2**20),
     )
+
+
+def _previous_run(
+    output: str, job_fingerprint: str, resume: bool, overwrite: bool
+) -> JournalState | None:
+    """The journal of an interrupted run of this output that ``resume`` may continue.
+
+    Raises
+    ------
+    UnfinishedRunError
+        If one exists and neither ``resume`` nor ``overwrite`` says what to do with it.
+    ResumeError
+        If ``resume`` is asked for an interrupted run of a different job.
+    """
+    state = read_journal(journal_path(output))
+    if state is None or not os.path.exists(partial_path(output)):
+        return None
+    if not resume:
+        if overwrite:
+            return None
+        raise UnfinishedRunError(
+            f"an interrupted run of {output} exists ({len(state.done)} of {state.tiles} tile "
+            "windows done); pass --resume to finish it, or --overwrite to start again"
+        )
+    if state.fingerprint != job_fingerprint:
+        raise ResumeError(
+            f"the interrupted run of {output} was a different job (its inputs, kernel, "
+            "parameters or output options differ); run that job with --resume, or pass "
+            "--overwrite instead of --resume to start this one afresh"
+        )
+    return state
+
+
+class _ResumeSource:
+    """The previous run's partial output: journaled tile windows are taken from it."""
+
+    def __init__(self, job: Job) -> None:
+        self.path = partial_path(job.output) + ".resume"
+        os.replace(partial_path(job.output), self.path)
+        self.done = job.resume_from.done
+        self.index = {(t.row_off, t.col_off): i for i, t in enumerate(job.tiles)}
+        self.dataset = open_raster(self.path)
+        self._tile: tuple[int, np.ndarray] | None = None
+
+    def has(self, task: WindowTask) -> bool:
+        return self.index[(task.tile.row_off, task.tile.col_off)] < len(self.done)
+
+    def read(self, task: WindowTask) -> np.ndarray:
+        """The task's rows of its tile, read once per tile and checked against the journal."""
+        number = self.index[(task.tile.row_off, task.tile.col_off)]
+        if self._tile is None or self._tile[0] != number:
+            data = self.dataset.read(window=task.tile)
+            if checksum(data) != self.done[number]:
+                raise ResumeError(
+                    f"tile window {number} of {self.path} does not match its journal (the "
+                    "file was damaged or changed); start again with --overwrite"
+                )
+            self._tile = (number, data)
+        start, stop = task.rows_in_tile
+        return self._tile[1][:, start:stop]
+
+    def close(self, remove: bool) -> None:
+        self.dataset.close()
+        if remove:
+            os.unlink(self.path)
 
 
 def run(
@@ -675,6 +819,8 @@ def run(
     creation_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     cog: CogOptions | None = None,
+    resume: bool = False,
+    checkpoint_mb: float = CHECKPOINT_BYTES / 2**20,
     progress: ProgressSink | None = None,
     stop: StopSignal | None = None,
 ) -> RunStats:
@@ -715,6 +861,12 @@ def run(
         Replace an existing output (only once the new one is complete).
     cog : CogOptions, optional
         Write a Cloud-Optimized GeoTIFF (with overviews) instead of a plain tiled one.
+    resume : bool
+        Finish an interrupted run of the same job from its journal instead of refusing to
+        start over it; windows it had written are not computed again.
+    checkpoint_mb : float
+        Output megabytes between checkpoints (a run killed outright loses at most the
+        windows since the last one).
     progress : ProgressSink, optional
         Where to report progress; default none.
     stop : StopSignal, optional
@@ -748,6 +900,8 @@ def run(
         creation_options=creation_options,
         overwrite=overwrite,
         cog=cog,
+        resume=resume,
+        checkpoint_mb=checkpoint_mb,
     )
     stats = execute(job, progress, stop)
     stats.wall_seconds = time.perf_counter() - wall_start
@@ -780,15 +934,24 @@ def execute(
         from mpraster.transport import SlotPool
 
         slots = SlotPool(job.in_flight, *job.window_bytes(inputs=job.io == "main"))
+    resumed = _ResumeSource(job) if job.resume_from is not None else None
     executor = EXECUTOR_FACTORIES[job.mode](job.jobs, spec)
+    checkpoints = Checkpoints(job.fingerprint, len(job.tiles), job.checkpoint_every)
     finished = False
     try:
         with (
             _main_gdal_env(job.main_cache_bytes),
-            OutputWriter(job.output, job.profile, job.overwrite, job.cog) as writer,
+            OutputWriter(job.output, job.profile, job.overwrite, job.cog, checkpoints) as writer,
         ):
 
             def submit(task: WindowTask) -> Future:
+                if resumed is not None and resumed.has(task):
+                    start = time.perf_counter()
+                    future: Future = Future()
+                    future.set_result(WindowResult(task.index, resumed.read(task), 0.0, 0.0, 0))
+                    stats.read_seconds += time.perf_counter() - start
+                    stats.windows_resumed += 1
+                    return future
                 if job.io == "workers":
                     slot = slots.acquire() if slots else None
                     return executor.submit(_read_and_compute, task, slot)
@@ -820,14 +983,24 @@ def execute(
                 progress.advance(1, task.pixels)
 
             progress.start(len(job.tasks), sum(t.pixels for t in job.tasks))
-            _schedule(job.tasks, submit, write, job.in_flight, stats, stop)
+            try:
+                _schedule(job.tasks, submit, write, job.in_flight, stats, stop)
+            except (Interrupted, KeyboardInterrupt):
+                writer.stop()
+                raise
             start = time.perf_counter()
             writer.commit()
             stats.write_seconds += time.perf_counter() - start
         finished = True
     except KeyboardInterrupt as err:
-        raise Interrupted("interrupted; nothing was written to the output", signal.SIGINT) from err
+        raise Interrupted(
+            f"interrupted after {stats.windows} of {len(job.tasks)} windows; run the same "
+            "command with --resume to finish",
+            signal.SIGINT,
+        ) from err
     finally:
+        if resumed is not None:
+            resumed.close(remove=finished)
         if finished:
             executor.shutdown(wait=True)
         else:

@@ -89,6 +89,24 @@ class KernelInputError(MprasterError, ValueError):
     exit_code = 14
 
 
+class ResumeError(MprasterError, RuntimeError):
+    """A run cannot be resumed: another job's journal, a damaged partial, or none to resume."""
+
+    exit_code = 16
+
+
+class MissingDependencyError(MprasterError, ImportError):
+    """An optional dependency (mpi4py for --mode mpi) is not installed."""
+
+    exit_code = 15
+
+
+class UnfinishedRunError(MprasterError, FileExistsError):
+    """An interrupted run of the same output exists; resume it or start again."""
+
+    exit_code = 17
+
+
 class Interrupted(MprasterError):
     """The run was stopped by a signal (SIGINT, SIGTERM) before it finished."""
 

@@ -348,6 +348,26 @@ def partial_path(target: str) -> str:
 
 
 RESAMPLING_METHODS = ("nearest", "average", "bilinear", "cubic", "mode", "gauss", "lanczos")
+# Compression settings that GDAL keeps only for the handle that created a file: a file
+# reopened to continue after a checkpoint would be compressed differently. With any of
+# these, the windows go to an uncompressed working file and GDAL compresses a copy.
+_CREATION_ONLY = {
+    "zlevel",
+    "zstd_level",
+    "level",
+    "quality",
+    "jpeg_quality",
+    "webp_level",
+    "max_z_error",
+    "max_z_error_overview",
+    "discard_lsb",
+    "jxl_effort",
+    "jxl_distance",
+    "jxl_lossless",
+    "lerc_maxzerror",
+}
+# Profile keys that describe the grid rather than how GDAL creates the file.
+_PROFILE_KEYS = {"driver", "dtype", "count", "height", "width", "crs", "transform", "nodata"}
 # GTiff creation options that carry over to GDAL's COG driver.
 _COG_OPTIONS = {"compress", "predictor", "level", "quality", "num_threads", "bigtiff", "zstd_level"}
 
@@ -407,14 +427,31 @@ def _cog_copy(src_path: str, dst_path: str, profile: Mapping[str, Any], cog: Cog
     copy(src_path, dst_path, driver="COG", **options)
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Journaling for one run: the job's fingerprint, its tile windows, how often."""
+
+    fingerprint: str
+    tiles: int
+    every: int  # tile windows between checkpoints
+
+
 class OutputWriter:
     """The single writer: builds the output beside the target, renames it in when complete.
 
     Use as a context manager; `commit` makes the output appear at the target. Leaving the
-    block without committing (an error, Ctrl-C) removes the partial files and leaves any
-    earlier output at the target untouched. With ``cog``, the windows go to an untiled-
-    compression GTiff first, and GDAL's COG driver writes the final file from it at commit
-    (a COG's overviews and layout can only be made from the whole image).
+    block on an error removes the partial files and leaves any earlier output at the target
+    untouched; after `stop` (a signal) the partial and its journal stay for ``--resume``.
+
+    With ``checkpoints``, every ``every`` tile windows the partial GeoTIFF is closed (which
+    puts its directory on disk) and reopened, and the windows since the last checkpoint are
+    journaled: a run killed outright loses only what came after. The positions depend only
+    on the plan, so every run of a job lays the file out the same way.
+
+    The windows go to the final file directly unless it must be made in one go at the end:
+    a COG (overviews and layout need the whole image) or compression settings that a
+    reopened file would not keep; then they go to an uncompressed working file, and GDAL
+    writes the final file from it at commit.
     """
 
     def __init__(
@@ -423,47 +460,90 @@ class OutputWriter:
         profile: Mapping[str, Any],
         overwrite: bool,
         cog: CogOptions | None = None,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.target = target
         self.path = partial_path(target)
         self.profile = dict(profile)
         self.overwrite = overwrite
         self.cog = cog
-        # The COG driver compresses; the intermediate file need not.
-        self._work_path = f"{self.path}-gtiff" if cog else self.path
+        self.checkpoints = checkpoints
+        self.copy_at_end = cog is not None or bool(_CREATION_ONLY & set(self.profile))
+        self._final_path = f"{self.path}-final"
         self._work_profile = (
-            {k: v for k, v in self.profile.items() if k not in _COG_OPTIONS - {"bigtiff"}}
-            if cog
+            {k: v for k, v in self.profile.items() if k not in _COG_OPTIONS | _CREATION_ONLY}
+            if self.copy_at_end
             else self.profile
         )
+        self._open_options = (
+            {"num_threads": self.profile["num_threads"]}
+            if "num_threads" in self._work_profile
+            else {}
+        )
         self._dst: rasterio.io.DatasetWriter | None = None
+        self._journal = None
+        self._checksums: list[int] = []
+        self._stopped = False
 
     def __enter__(self) -> OutputWriter:
+        from mpraster.journal import Journal, journal_path
+
         check_output(self.target, self.overwrite)
         try:
-            self._dst = rasterio.open(self._work_path, "w", **self._work_profile)
+            self._dst = rasterio.open(self.path, "w", **self._work_profile)
+            if self.checkpoints is not None:
+                self._journal = Journal(
+                    journal_path(self.target), self.checkpoints.fingerprint, self.checkpoints.tiles
+                )
         except (RasterioError, OSError) as err:
             self._remove_partial()
             raise OutputPathError(
-                f"cannot create {self._work_path}: {_one_line(err)}; check that the output "
+                f"cannot create {self.path}: {_one_line(err)}; check that the output "
                 "folder is writable and has space"
             ) from err
         return self
 
-    def write(self, array: np.ndarray, window: Window) -> None:
-        """Write one window's result."""
+    def write(self, array: np.ndarray, window: Window, checksum: int | None = None) -> None:
+        """Write one tile window's result (``checksum``: its pixels', for the journal)."""
         try:
             self._dst.write(array, window=window)
+            if self._journal is not None:
+                self._checksums.append(checksum)
+                if len(self._checksums) >= self.checkpoints.every:
+                    self._checkpoint(reopen=True)
         except RasterioError as err:
-            raise OutputPathError(f"writing {self._work_path} failed: {_one_line(err)}") from err
+            raise OutputPathError(f"writing {self.path} failed: {_one_line(err)}") from err
+
+    def _checkpoint(self, reopen: bool) -> None:
+        self._dst.close()
+        self._dst = None
+        self._journal.checkpoint(self._checksums)
+        self._checksums = []
+        if reopen:
+            self._dst = rasterio.open(self.path, "r+", **self._open_options)
+
+    def stop(self) -> None:
+        """Make everything written so far durable and journaled, and keep it for resume."""
+        if self._journal is not None and self._dst is not None:
+            self._checkpoint(reopen=False)
+            self._journal.close()
+        self._stopped = True
 
     def commit(self) -> None:
         """Close the output and move it to the target (replacing one only with overwrite)."""
         dst, self._dst = self._dst, None
+        finished = self.path
         try:
             dst.close()
             if self.cog is not None:
-                _cog_copy(self._work_path, self.path, self.profile, self.cog)
+                _cog_copy(self.path, self._final_path, self.profile, self.cog)
+                finished = self._final_path
+            elif self.copy_at_end:
+                from rasterio.shutil import copy
+
+                options = {k: v for k, v in self.profile.items() if k not in _PROFILE_KEYS}
+                copy(self.path, self._final_path, driver="GTiff", **options)
+                finished = self._final_path
         except RasterioError as err:
             self._remove_partial()
             raise OutputPathError(f"finishing {self.path} failed: {_one_line(err)}") from err
@@ -472,11 +552,13 @@ class OutputWriter:
             raise OutputExistsError(
                 f"output appeared while running: {self.target}; pass --overwrite to replace it"
             )
-        os.replace(self.path, self.target)
+        os.replace(finished, self.target)
         self._remove_partial()
 
     def _remove_partial(self) -> None:
-        for path in {self.path, self._work_path}:
+        if self._journal is not None:
+            self._journal.remove()
+        for path in (self.path, self._final_path):
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -488,6 +570,7 @@ class OutputWriter:
             try:
                 dst.close()
             finally:
-                self._remove_partial()
-        elif exc_info[0] is not None:
+                if not self._stopped:
+                    self._remove_partial()
+        elif exc_info[0] is not None and not self._stopped:
             self._remove_partial()

@@ -25,6 +25,7 @@ class RunStats:
     """
 
     windows: int = 0
+    windows_resumed: int = 0
     pixels: int = 0
     bytes_read: int = 0
     bytes_written: int = 0

@@ -2,7 +2,6 @@
 no hang, and nothing left behind (the target untouched, no partial file)."""
 
 import os
-import signal
 import subprocess
 
 import numpy as np
@@ -288,48 +287,3 @@ def test_worker_process_dies_library(tmp_path):
             block_size=16,
         )
     assert not leftovers(tmp_path)
-
-
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-@pytest.mark.parametrize("mode", ["processes", "threads"])
-def test_interrupt_stops_promptly_and_cleans_up(tmp_path, mpraster_cmd, cli_env, sig, code, mode):
-    src = row_coded(tmp_path)
-    out = tmp_path / "o.tif"
-    # In threads mode the blocked window is in a thread that cannot be stopped; use a kernel
-    # that is slow on every window instead, so the interrupt lands while work is in flight.
-    kernel = (
-        ["-k", "kernels_for_tests:hang"]
-        if mode == "processes"
-        else ["-k", "reverse", "-p", "cost=200000"]
-    )
-    proc = subprocess.Popen(
-        [
-            *mpraster_cmd,
-            "run",
-            str(src),
-            str(out),
-            *kernel,
-            "--mode",
-            mode,
-            "-j",
-            "2",
-            "--block-size",
-            "16",
-            "--progress",
-            "log",
-            "--log-interval",
-            "0",
-        ],
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=cli_env,
-    )
-    first = proc.stderr.readline()  # the run has started once it logs
-    assert first.startswith("mpraster: start"), first
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == code, err
-    assert "Traceback" not in err
-    assert f"Error: stopped by {sig.name}; nothing was written to the output" in err
-    assert not out.exists() and not leftovers(tmp_path)

@@ -1,0 +1,237 @@
+"""Graceful stop on SIGINT/SIGTERM, the journal, and --resume: a resumed run's output is
+byte-identical to an uninterrupted one, and windows already written are not computed again."""
+
+import json
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import write_raster
+
+import mpraster
+from mpraster.errors import ResumeError, UnfinishedRunError
+
+
+def coded(tmp_path, rows=160, cols=16):
+    """Band 0 holds each pixel's row number (for kernels that act on a given window)."""
+    data = np.zeros((2, rows, cols), dtype="uint8")
+    data[0] = (np.arange(rows) % 256).astype("uint8")[:, None]
+    data[1] = np.arange(rows * cols).reshape(rows, cols) % 251
+    return write_raster(tmp_path / "rows.tif", data)
+
+
+def start(cmd, env, *args):
+    return subprocess.Popen(
+        [*cmd, "run", *map(str, args)],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
+def wait_for_windows(proc, count):
+    """Read log lines until ``count`` windows are written (never sleeps)."""
+    for line in proc.stderr:
+        if "windows (" in line and int(line.split(":")[1].split("/")[0]) >= count:
+            return
+    raise AssertionError("the run ended before it got that far")
+
+
+def reference(tmp_path, src, *extra):
+    out = tmp_path / "reference.tif"
+    mpraster.run(
+        src,
+        out,
+        "reverse",
+        jobs=1,
+        block_size=16,
+        params={"cost": 0},
+        creation_options={"compress": "deflate"},
+        checkpoint_mb=0.0001,
+    )
+    return out.read_bytes()
+
+
+COMMON = [
+    "--block-size",
+    "16",
+    "--co",
+    "COMPRESS=DEFLATE",
+    "--checkpoint-mb",
+    "0.0001",
+    "--progress",
+    "log",
+    "--log-interval",
+    "0",
+]
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_drops_a_stuck_window_after_the_grace_period(
+    tmp_path, mpraster_cmd, cli_env, sig, code
+):
+    """A process worker stuck on a window is dropped once --stop-grace has passed (a
+    thread cannot be stopped: in threads mode the window in flight runs to its end)."""
+    src = coded(tmp_path)
+    out = tmp_path / "o.tif"
+    proc = start(
+        mpraster_cmd,
+        cli_env,
+        src,
+        out,
+        "-k",
+        "kernels_for_tests:hang",
+        "-p",
+        "row=96",
+        "--mode",
+        "processes",
+        "-j",
+        "2",
+        "--stop-grace",
+        "0.2",
+        *COMMON,
+    )
+    wait_for_windows(proc, 3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert f"stopped by {sig.name} after" in err and "run the same command with --resume" in err
+    assert not out.exists()
+    assert (tmp_path / "o.tif.partial").exists() and (tmp_path / "o.tif.journal").exists()
+
+
+def test_resume_after_sigterm_is_byte_identical(tmp_path, mpraster_cmd, cli_env):
+    src = coded(tmp_path)
+    out = tmp_path / "o.tif"
+    args = [src, out, "-k", "reverse", "-p", "cost=300000", "--mode", "threads", "-j", "2", *COMMON]
+    proc = start(mpraster_cmd, cli_env, *args)
+    wait_for_windows(proc, 3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    journal = (tmp_path / "o.tif.journal").read_text().splitlines()
+    done = sum(len(json.loads(line)["checksums"]) for line in journal[1:])
+    assert 3 <= done < 10
+
+    # Without --resume the leftover is neither overwritten nor mistaken for an output.
+    again = subprocess.run(
+        [*mpraster_cmd, "run", *map(str, args[:2]), "-k", "reverse", "-p", "cost=300000", *COMMON],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert again.returncode == 17 and "pass --resume to finish it" in again.stderr
+
+    # A different job (cost differs) is refused.
+    other = subprocess.run(
+        [
+            *mpraster_cmd,
+            "run",
+            str(src),
+            str(out),
+            "-k",
+            "reverse",
+            "-p",
+            "cost=1",
+            *COMMON,
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
+    assert other.returncode == 16 and "was a different job" in other.stderr
+
+    stats_file = tmp_path / "stats.json"
+    proc = subprocess.run(
+        [*mpraster_cmd, "run", *map(str, args), "--resume", "--stats-json", str(stats_file), "-q"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(stats_file.read_text())
+    assert stats["windows_resumed"] == done  # not computed again
+    assert not (tmp_path / "o.tif.partial").exists() and not (tmp_path / "o.tif.journal").exists()
+    assert not list(tmp_path.glob("*.resume"))
+    expected = tmp_path / "expected.tif"
+    mpraster.run(
+        src,
+        expected,
+        "reverse",
+        jobs=1,
+        block_size=16,
+        params={"cost": 300000},
+        creation_options={"compress": "deflate"},
+        checkpoint_mb=0.0001,
+    )
+    assert out.read_bytes() == expected.read_bytes()
+
+
+def test_resume_after_sigkill(tmp_path, mpraster_cmd, cli_env):
+    """Killed outright: the last checkpoint's windows are kept, the rest are redone."""
+    src = coded(tmp_path)
+    out = tmp_path / "o.tif"
+    args = [src, out, "-k", "reverse", "-p", "cost=300000", "--mode", "threads", "-j", "2", *COMMON]
+    proc = start(mpraster_cmd, cli_env, *args)
+    wait_for_windows(proc, 4)
+    proc.kill()
+    proc.communicate(timeout=60)
+    journal = (tmp_path / "o.tif.journal").read_text().splitlines()
+    assert len(journal) >= 2
+    proc = subprocess.run(
+        [*mpraster_cmd, "run", *map(str, args), "--resume", "-q"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = tmp_path / "expected.tif"
+    mpraster.run(
+        src,
+        expected,
+        "reverse",
+        jobs=1,
+        block_size=16,
+        params={"cost": 300000},
+        creation_options={"compress": "deflate"},
+        checkpoint_mb=0.0001,
+    )
+    assert out.read_bytes() == expected.read_bytes()
+
+
+def test_damaged_partial_is_refused(tmp_path):
+    src = coded(tmp_path)
+    out = tmp_path / "o.tif"
+    kwargs = dict(jobs=1, block_size=16, params={"cost": 0}, checkpoint_mb=0.0001)
+    stop = mpraster.engine.StopSignal(grace=0)
+    stop.set(signal.SIGTERM)  # stops before anything is submitted
+    with pytest.raises(mpraster.MprasterError, match="after 0 of 10 windows"):
+        mpraster.run(src, out, "reverse", stop=stop, **kwargs)
+    with pytest.raises(UnfinishedRunError):
+        mpraster.run(src, out, "reverse", **kwargs)
+    mpraster.run(src, out, "reverse", resume=True, **kwargs)  # nothing was done: all computed
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert np.array_equal(b.read(), a.read()[::-1])
+    # A partial whose pixels changed after it was journaled is not trusted.
+    stop = mpraster.engine.StopSignal(grace=0)
+    out2 = tmp_path / "o2.tif"
+
+    class StopAfter(mpraster.progress.NullProgress):
+        def advance(self, windows, pixels):
+            stop.set(signal.SIGTERM)
+
+    with pytest.raises(mpraster.MprasterError, match="--resume"):
+        mpraster.run(src, out2, "reverse", stop=stop, progress=StopAfter(), **kwargs)
+    with rasterio.open(tmp_path / "o2.tif.partial", "r+") as ds:
+        ds.write(np.full((2, 16, 16), 9, dtype="uint8"), window=((0, 16), (0, 16)))
+    with pytest.raises(ResumeError, match="does not match its journal"):
+        mpraster.run(src, out2, "reverse", resume=True, **kwargs)
