@@ -6,6 +6,7 @@ shown only with ``--verbose``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import signal
@@ -17,6 +18,7 @@ from typing import Any
 import click
 from rasterio.rio import options as rio_options  # rio's own --co/--profile and --overwrite
 
+from mpraster import mpi
 from mpraster.engine import IO_PLACEMENTS, MODES, StopSignal, execute, plan_job
 from mpraster.errors import MprasterError
 from mpraster.io import RESAMPLING_METHODS, CogOptions, parse_overviews
@@ -241,15 +243,7 @@ def run_command(
     *inputs, output = files
     stop = _stop_on_signals(stop_grace)
     try:
-        cog_options = (
-            CogOptions(parse_overviews(overviews), resampling)
-            if cog or driver.upper() == "COG"
-            else None
-        )
-        job = plan_job(
-            inputs,
-            output,
-            kernel_ref,
+        plan = dict(
             mode=mode,
             io=io,
             jobs=jobs,
@@ -261,14 +255,26 @@ def run_command(
             block_size=block_size,
             creation_options=creation_options,
             overwrite=overwrite,
-            cog=cog_options,
+            cog=CogOptions(parse_overviews(overviews), resampling)
+            if cog or driver.upper() == "COG"
+            else None,
             resume=resume,
             checkpoint_mb=checkpoint_mb,
         )
-        if dry_run:
-            click.echo(job.describe())
-            return
-        stats = execute(job, make_progress(progress, sys.stderr, log_interval), stop)
+        with contextlib.ExitStack() as stack:
+            executor = None
+            if mode == "mpi":
+                # Every rank enters MPI mode first, so that no rank waits for one that failed.
+                executor = stack.enter_context(mpi.comm_executor())
+                if executor is None:
+                    return  # an MPI worker rank: it served windows until rank 0 was done
+                plan["jobs"] = jobs or mpi.worker_count()
+            job = plan_job(inputs, output, kernel_ref, **plan)
+            if dry_run:
+                click.echo(job.describe())
+                return
+            sink = make_progress(progress, sys.stderr, log_interval)
+            stats = execute(job, sink, stop, executor)
     except MprasterError as err:
         _fail(err, verbose)
     if stats_json:

