@@ -19,7 +19,15 @@ import click
 from rasterio.rio import options as rio_options  # rio's own --co/--profile and --overwrite
 
 from mpraster import mpi
-from mpraster.engine import IO_PLACEMENTS, MODES, StopSignal, execute, plan_job
+from mpraster.engine import (
+    IO_PLACEMENTS,
+    MODES,
+    StopSignal,
+    execute,
+    merge_shards,
+    parse_shard,
+    plan_job,
+)
 from mpraster.errors import MprasterError
 from mpraster.io import RESAMPLING_METHODS, CogOptions, parse_overviews
 from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
@@ -179,6 +187,13 @@ def main() -> None:
     help="Finish an interrupted run of this job from its journal (starts afresh if none).",
 )
 @click.option(
+    "--shard",
+    default=None,
+    metavar="I/N|auto",
+    help="Do only share I of N (0-based) into OUTPUT.shardIIIIofNNNN.tif, for `mpraster "
+    "merge`; auto takes it from a SLURM job array.",
+)
+@click.option(
     "--checkpoint-mb",
     type=float,
     default=64.0,
@@ -220,6 +235,7 @@ def run_command(
     show_stats,
     stats_json,
     resume,
+    shard,
     checkpoint_mb,
     stop_grace,
     dry_run,
@@ -260,6 +276,7 @@ def run_command(
             else None,
             resume=resume,
             checkpoint_mb=checkpoint_mb,
+            shard=parse_shard(shard) if shard else None,
         )
         with contextlib.ExitStack() as stack:
             executor = None
@@ -284,6 +301,39 @@ def run_command(
         click.echo(f"mpraster: {stats.summary()}", err=True)
     if show_stats:
         click.echo(stats.report(), err=True)
+
+
+@main.command("merge")
+@click.argument("output", type=click.Path())
+@rio_options.overwrite_opt
+@click.option(
+    "--progress",
+    type=click.Choice(PROGRESS_KINDS),
+    default="auto",
+    show_default=True,
+    help="auto: a bar on a terminal, log lines otherwise.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+def merge_command(output: str, overwrite: bool, progress: str, quiet: bool) -> None:
+    """Assemble the shards of a --shard run into OUTPUT.
+
+    The result is the same bytes as one unsharded run. A missing or unfinished shard is
+    named, and nothing is written.
+
+    \b
+    $ mpraster run in.tif out.tif -k focal-mean --shard 0/2   # and 1/2, anywhere
+    $ mpraster merge out.tif
+    """
+    try:
+        stats = merge_shards(output, overwrite=overwrite, progress=make_progress(progress))
+    except MprasterError as err:
+        _fail(err)
+    if not quiet:
+        click.echo(
+            f"mpraster: merged {stats.windows} tile windows into {output} in "
+            f"{stats.wall_seconds:.2f} s",
+            err=True,
+        )
 
 
 def _kernel_summary(k) -> str:

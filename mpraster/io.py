@@ -461,8 +461,10 @@ class OutputWriter:
         overwrite: bool,
         cog: CogOptions | None = None,
         checkpoints: Checkpoints | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         self.target = target
+        self.tags = dict(tags or {})
         self.path = partial_path(target)
         self.profile = dict(profile)
         self.overwrite = overwrite
@@ -491,6 +493,8 @@ class OutputWriter:
         check_output(self.target, self.overwrite)
         try:
             self._dst = rasterio.open(self.path, "w", **self._work_profile)
+            if self.tags:
+                self._dst.update_tags(**self.tags)
             if self.checkpoints is not None:
                 self._journal = Journal(
                     journal_path(self.target), self.checkpoints.fingerprint, self.checkpoints.tiles
