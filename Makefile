@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip
 
 # Reinstall (recompiling ext/*.pyx) whenever the build inputs change.
-$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard ext/*.pyx)
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd)
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 

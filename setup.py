@@ -17,4 +17,9 @@ extensions = [
     for pyx in sorted(Path("ext").glob("*.pyx"))
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}))
+# ext/_pixel.pxd (shared fused types) is found on the include path.
+setup(
+    ext_modules=cythonize(
+        extensions, include_path=["ext"], compiler_directives={"language_level": "3"}
+    )
+)

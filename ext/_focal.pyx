@@ -6,24 +6,7 @@ checks shapes and sizes; these loops never see a bad shape. Input is a window gr
 ``size // 2`` on every side; output is the window itself.
 """
 
-from libc.math cimport isnan
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-
-ctypedef fused pixel_t:
-    int8_t
-    uint8_t
-    int16_t
-    uint16_t
-    int32_t
-    uint32_t
-    int64_t
-    uint64_t
-    float
-    double
-
-
-cdef inline bint _missing(double value, bint has_nodata, double nodata) noexcept nogil:
-    return isnan(value) or (has_nodata and value == nodata)
+from _pixel cimport missing, pixel_t
 
 
 def focal_mean(const pixel_t[:, :, ::1] src, double[:, :, ::1] dst, double[:, ::1] rowsum,
@@ -48,14 +31,14 @@ def focal_mean(const pixel_t[:, :, ::1] src, double[:, :, ::1] dst, double[:, ::
                     count = 0.0
                     for d in range(size):
                         value = <double>src[b, i, j + d]
-                        if not _missing(value, has_nodata, nodata):
+                        if not missing(value, has_nodata, nodata):
                             total = total + value
                             count = count + 1.0
                     rowsum[i, j] = total
                     rowcount[i, j] = count
             for i in range(rows):
                 for j in range(cols):
-                    if _missing(<double>src[b, i + half, j + half], has_nodata, nodata):
+                    if missing(<double>src[b, i + half, j + half], has_nodata, nodata):
                         dst[b, i, j] = fill
                         continue
                     total = 0.0
@@ -85,7 +68,7 @@ def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[
                     best = fill
                     for d in range(size):
                         value = src[b, i, j + d]
-                        if _missing(<double>value, has_nodata, nodata):
+                        if missing(<double>value, has_nodata, nodata):
                             continue
                         if not found or (value > best if maximum else value < best):
                             best = value
@@ -94,7 +77,7 @@ def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[
                     rowfound[i, j] = found
             for i in range(rows):
                 for j in range(cols):
-                    if _missing(<double>src[b, i + half, j + half], has_nodata, nodata):
+                    if missing(<double>src[b, i + half, j + half], has_nodata, nodata):
                         dst[b, i, j] = fill
                         continue
                     found = False

@@ -1,24 +1,8 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Per-pixel kernels in nogil loops: normalized difference and linear rescaling."""
 
-from libc.math cimport NAN, isnan, nearbyint
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-
-ctypedef fused pixel_t:
-    int8_t
-    uint8_t
-    int16_t
-    uint16_t
-    int32_t
-    uint32_t
-    int64_t
-    uint64_t
-    float
-    double
-
-
-cdef inline bint _missing(double value, bint has_nodata, double nodata) noexcept nogil:
-    return isnan(value) or (has_nodata and value == nodata)
+from libc.math cimport NAN, nearbyint
+from _pixel cimport missing, pixel_t
 
 
 def normalized_difference(const pixel_t[:, ::1] a, const pixel_t[:, ::1] b, float[:, ::1] dst,
@@ -32,7 +16,7 @@ def normalized_difference(const pixel_t[:, ::1] a, const pixel_t[:, ::1] b, floa
             for j in range(cols):
                 x = <double>a[i, j]
                 y = <double>b[i, j]
-                if _missing(x, a_has_nodata, a_nodata) or _missing(y, b_has_nodata, b_nodata) \
+                if missing(x, a_has_nodata, a_nodata) or missing(y, b_has_nodata, b_nodata) \
                         or x + y == 0.0:
                     dst[i, j] = NAN
                 else:
@@ -52,7 +36,7 @@ def rescale_to_double(const pixel_t[:, :, ::1] src, double[:, :, ::1] dst, doubl
             for i in range(rows):
                 for j in range(cols):
                     value = <double>src[k, i, j]
-                    if _missing(value, has_nodata, nodata):
+                    if missing(value, has_nodata, nodata):
                         dst[k, i, j] = fill
                         continue
                     value = value * scale + offset

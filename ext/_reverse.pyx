@@ -5,19 +5,7 @@ The private half of ``mpraster.builtin_kernels.reverse``: the wrapper checks sha
 allocates the output; this loop never sees a bad shape.
 """
 
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-
-ctypedef fused pixel_t:
-    int8_t
-    uint8_t
-    int16_t
-    uint16_t
-    int32_t
-    uint32_t
-    int64_t
-    uint64_t
-    float
-    double
+from _pixel cimport pixel_t
 
 
 def reverse_bands(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, Py_ssize_t cost):

@@ -13,11 +13,9 @@ For each pixel, with its 3 x 3 neighbourhood a b c / d e f / g h i (north up):
 A pixel any of whose nine neighbours is nodata (or NaN) gets ``fill``.
 """
 
-from libc.math cimport M_PI, atan, cos, isnan, sin, sqrt
+from libc.math cimport M_PI, atan, cos, sin, sqrt
 
-
-cdef inline bint _missing(double value, bint has_nodata, double nodata) noexcept nogil:
-    return isnan(value) or (has_nodata and value == nodata)
+from _pixel cimport missing
 
 
 cdef inline bint _gradient(const double[:, ::1] dem, Py_ssize_t i, Py_ssize_t j,
@@ -26,11 +24,11 @@ cdef inline bint _gradient(const double[:, ::1] dem, Py_ssize_t i, Py_ssize_t j,
     cdef double a = dem[i, j], b = dem[i, j + 1], c = dem[i, j + 2]
     cdef double d = dem[i + 1, j], e = dem[i + 1, j + 1], f = dem[i + 1, j + 2]
     cdef double g = dem[i + 2, j], h = dem[i + 2, j + 1], k = dem[i + 2, j + 2]
-    if (_missing(a, has_nodata, nodata) or _missing(b, has_nodata, nodata)
-            or _missing(c, has_nodata, nodata) or _missing(d, has_nodata, nodata)
-            or _missing(e, has_nodata, nodata) or _missing(f, has_nodata, nodata)
-            or _missing(g, has_nodata, nodata) or _missing(h, has_nodata, nodata)
-            or _missing(k, has_nodata, nodata)):
+    if (missing(a, has_nodata, nodata) or missing(b, has_nodata, nodata)
+            or missing(c, has_nodata, nodata) or missing(d, has_nodata, nodata)
+            or missing(e, has_nodata, nodata) or missing(f, has_nodata, nodata)
+            or missing(g, has_nodata, nodata) or missing(h, has_nodata, nodata)
+            or missing(k, has_nodata, nodata)):
         return False
     x[0] = ((a + d + d + g) - (c + f + f + k)) * xscale
     y[0] = ((g + h + h + k) - (a + b + b + c)) * yscale

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpraster import _focal, _pixelwise, _reverse, _terrain
-from mpraster.kernels import KernelContext, kernel
+from mpraster.kernels import KernelContext, kernel, representable
 
 __all__ = [
     "focal_max",
@@ -89,9 +89,7 @@ def _float_out(dtypes, params) -> str:
 def _same_or_nan(nodata, dtype, params) -> float:
     """The input's nodata where the output type holds it, else NaN."""
     value = nodata[0]
-    if value is not None and np.can_cast(np.min_scalar_type(value), dtype):
-        return value
-    return float("nan")
+    return value if representable(value, dtype) else float("nan")
 
 
 # ---------------------------------------------------------------- normalized difference
@@ -299,17 +297,11 @@ def _check_dtype(params: dict) -> None:
 
 
 def _rescale_nodata(nodata, dtype, params):
+    """The input's nodata where the target type holds it, else NaN or the type's minimum."""
     value = nodata[0]
-    if value is None:
-        return None
-    if np.issubdtype(dtype, np.floating):
-        return (
-            value
-            if np.isnan(value) or np.finfo(dtype).min <= value <= np.finfo(dtype).max
-            else float("nan")
-        )
-    info = np.iinfo(dtype)
-    return value if float(value).is_integer() and info.min <= value <= info.max else info.min
+    if value is None or representable(value, dtype):
+        return value
+    return float("nan") if dtype.kind == "f" else int(np.iinfo(dtype).min)
 
 
 @kernel(

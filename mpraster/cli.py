@@ -24,14 +24,25 @@ from mpraster.engine import (
     MODES,
     StopSignal,
     execute,
-    merge_shards,
-    parse_shard,
     plan_job,
 )
 from mpraster.errors import MprasterError
 from mpraster.io import RESAMPLING_METHODS, CogOptions, parse_overviews
 from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
+from mpraster.merge import merge_shards
+from mpraster.plan import parse_shard
 from mpraster.progress import PROGRESS_KINDS, make_progress
+
+# Options that more than one command takes (rio's own --co and --overwrite come from
+# rasterio.rio.options).
+progress_opt = click.option(
+    "--progress",
+    type=click.Choice(PROGRESS_KINDS),
+    default="auto",
+    show_default=True,
+    help="auto: a bar on a terminal, log lines otherwise; json: one JSON event per line.",
+)
+quiet_opt = click.option("-q", "--quiet", is_flag=True, help="No summary line.")
 
 
 def _key_value_pairs(option: str) -> Callable[[click.Context, click.Parameter, Any], dict]:
@@ -158,13 +169,7 @@ def main() -> None:
     help="Resampling for COG overviews.",
 )
 @rio_options.overwrite_opt
-@click.option(
-    "--progress",
-    type=click.Choice(PROGRESS_KINDS),
-    default="auto",
-    show_default=True,
-    help="auto: a bar on a terminal, log lines otherwise.",
-)
+@progress_opt
 @click.option(
     "--log-interval",
     type=float,
@@ -210,7 +215,7 @@ def main() -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Check everything and print the plan; read no pixels."
 )
-@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+@quiet_opt
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks (a worker's too) on error.")
 def run_command(
     files,
@@ -306,14 +311,8 @@ def run_command(
 @main.command("merge")
 @click.argument("output", type=click.Path())
 @rio_options.overwrite_opt
-@click.option(
-    "--progress",
-    type=click.Choice(PROGRESS_KINDS),
-    default="auto",
-    show_default=True,
-    help="auto: a bar on a terminal, log lines otherwise.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+@progress_opt
+@quiet_opt
 def merge_command(output: str, overwrite: bool, progress: str, quiet: bool) -> None:
     """Assemble the shards of a --shard run into OUTPUT.
 

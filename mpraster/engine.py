@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import itertools
 import json
 import os
-import re
 import signal
 import threading
 import time
@@ -68,10 +66,17 @@ from mpraster.journal import (
     input_identity,
     journal_path,
     read_journal,
-    tile_windows,
 )
 from mpraster.kernels import Kernel, KernelContext, load_kernel, representable
-from mpraster.plan import WindowTask, check_block_size, plan_windows
+from mpraster.plan import (
+    WindowTask,
+    check_block_size,
+    plan_windows,
+    shard_path,
+    shard_range,
+    tasks_of_tiles,
+    tile_windows,
+)
 from mpraster.progress import NullProgress, ProgressSink, RunStats
 
 if TYPE_CHECKING:
@@ -755,8 +760,8 @@ def plan_job(
         # A shard is a job of its own, writing its share of the tiles to a file of its own;
         # `merge_shards` checks that all shards are of one job and assembles them.
         index, count = shard
-        shard_tiles = _shard_range(len(tile_windows(tasks)), index, count)
-        tasks = _tasks_of_tiles(tasks, shard_tiles)
+        shard_tiles = shard_range(len(tile_windows(tasks)), index, count)
+        tasks = tasks_of_tiles(tasks, shard_tiles)
         plan = {
             "creation_options": dict(creation_options or {}),
             "block_size": block_size,
@@ -1097,166 +1102,6 @@ def execute(
         if main_reader is not None:
             main_reader.close()
         progress.close()
-    stats.wall_seconds = time.perf_counter() - wall_start
-    progress.finish(stats)
-    return stats
-
-
-# ---------------------------------------------------------------- shards
-
-
-def shard_path(output: str, index: int, count: int) -> str:
-    """Where shard ``index`` of ``count`` writes its share of ``output``."""
-    return f"{output}.shard{index:04d}of{count:04d}.tif"
-
-
-def parse_shard(text: str, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
-    """``"i/n"`` (0-based) or ``"auto"`` (from a SLURM job array) to (index, count).
-
-    Raises
-    ------
-    OptionError
-        For a malformed value, or ``auto`` outside a job array.
-    """
-    if text == "auto":
-        try:
-            task = int(environ["SLURM_ARRAY_TASK_ID"])
-            first = int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-            count = int(environ["SLURM_ARRAY_TASK_COUNT"])
-        except (KeyError, ValueError) as err:
-            raise OptionError(
-                "--shard auto needs a SLURM job array (SLURM_ARRAY_TASK_ID and "
-                "SLURM_ARRAY_TASK_COUNT); give --shard I/N instead"
-            ) from err
-        index = task - first
-    else:
-        match = re.fullmatch(r"(\d+)/(\d+)", text)
-        if not match:
-            raise OptionError(f"--shard takes I/N (0-based I) or auto, got '{text}'")
-        index, count = int(match[1]), int(match[2])
-    if count < 1 or not 0 <= index < count:
-        raise OptionError(f"--shard {index}/{count}: need 0 <= I < N")
-    return index, count
-
-
-def _shard_range(tiles: int, index: int, count: int) -> range:
-    """Shard ``index``'s contiguous share of ``tiles`` tile windows."""
-    return range(tiles * index // count, tiles * (index + 1) // count)
-
-
-def _tasks_of_tiles(tasks: Sequence[WindowTask], tiles: range) -> list[WindowTask]:
-    numbers = {(t.row_off, t.col_off): i for i, t in enumerate(tile_windows(tasks))}
-    kept = [t for t in tasks if numbers[(t.tile.row_off, t.tile.col_off)] in tiles]
-    return [dataclasses.replace(t, index=i) for i, t in enumerate(kept)]
-
-
-def merge_shards(
-    output: str | os.PathLike,
-    *,
-    overwrite: bool = False,
-    progress: ProgressSink | None = None,
-) -> RunStats:
-    """Assemble the shards of ``output`` into it: the same bytes as one unsharded run.
-
-    Raises
-    ------
-    ResumeError
-        If a shard is missing or unfinished (named), or the shards are of different jobs.
-    """
-    wall_start = time.perf_counter()
-    output = os.fspath(output)
-    pattern = re.compile(re.escape(output) + r"\.shard(\d{4})of(\d{4})\.tif$")
-    found = {}
-    for path in glob.glob(glob.escape(output) + ".shard*of*.tif"):
-        match = pattern.match(path)
-        if match:
-            found[int(match[1])] = (path, int(match[2]))
-    if not found:
-        raise ResumeError(f"no shards of {output} found ({output}.shardIIIIofNNNN.tif)")
-    counts = {count for _, count in found.values()}
-    if len(counts) > 1:
-        raise ResumeError(f"shards of {output} come from runs cut in {sorted(counts)} parts")
-    count = counts.pop()
-    missing = [i for i in range(count) if i not in found]
-    if missing:
-        unfinished = [
-            i for i in missing if os.path.exists(partial_path(shard_path(output, i, count)))
-        ]
-        raise ResumeError(
-            f"shards {', '.join(map(str, missing))} of {count} of {output} are not finished"
-            + (
-                f" (run shards {', '.join(map(str, unfinished))} again with --resume)"
-                if unfinished
-                else ""
-            )
-        )
-    sources = [open_raster(found[i][0]) for i in range(count)]
-    try:
-        tags = [src.tags() for src in sources]
-        if len({t.get("MPRASTER_JOB") for t in tags}) != 1:
-            raise ResumeError(f"the shards of {output} are not all of the same job; run them again")
-        plan = json.loads(tags[0]["MPRASTER_PLAN"])
-        first = sources[0]
-        info = InputInfo(
-            first.name,
-            tuple(range(1, first.count + 1)),
-            first.dtypes[0],
-            first.height,
-            first.width,
-            first.crs,
-            first.transform,
-            first.nodata,
-        )
-        dtype = np.dtype(first.dtypes[0])
-        profile = output_profile(
-            info,
-            dtype,
-            first.count,
-            plan["block_size"],
-            plan["creation_options"],
-            default_jobs(),
-            first.nodata,
-        )
-        cog = CogOptions(**plan["cog"]) if plan["cog"] else None
-        if cog is not None and isinstance(cog.overviews, list):
-            cog = CogOptions(tuple(cog.overviews), cog.resampling)
-        tiles = tile_windows(plan_windows(first.height, first.width, plan["block_size"]))
-        every = max(
-            1,
-            int(plan["checkpoint_mb"] * 2**20)
-            // (first.count * dtype.itemsize * plan["block_size"] ** 2),
-        )
-        stats = RunStats(mode="merge", io="main", jobs=1, kernel="merge")
-        progress = progress or NullProgress()
-        progress.start(len(tiles), first.height * first.width)
-        checkpoints = Checkpoints(
-            fingerprint({"merge": tags[0]["MPRASTER_JOB"]}), len(tiles), every
-        )
-        with (
-            _main_gdal_env(64 << 20),
-            OutputWriter(output, profile, overwrite, cog, checkpoints) as writer,
-        ):
-            for number, tile in enumerate(tiles):
-                owner = next(
-                    i for i in range(count) if number in _shard_range(len(tiles), i, count)
-                )
-                start = time.perf_counter()
-                data = sources[owner].read(window=tile)
-                stats.read_seconds += time.perf_counter() - start
-                start = time.perf_counter()
-                writer.write(data, tile, checksum(data))
-                stats.write_seconds += time.perf_counter() - start
-                pixels = int(tile.height) * int(tile.width)
-                stats.windows += 1
-                stats.pixels += pixels
-                stats.bytes_read += data.nbytes
-                stats.bytes_written += data.nbytes
-                progress.advance(1, pixels)
-            writer.commit()
-        progress.close()
-    finally:
-        for src in sources:
-            src.close()
     stats.wall_seconds = time.perf_counter() - wall_start
     progress.finish(stats)
     return stats

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,14 +116,3 @@ class Journal:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-
-
-def tile_windows(tasks: Iterable[Any]) -> list[Any]:
-    """The distinct tile windows of a plan, in plan order."""
-    tiles, seen = [], set()
-    for task in tasks:
-        key = (task.tile.row_off, task.tile.col_off)
-        if key not in seen:
-            seen.add(key)
-            tiles.append(task.tile)
-    return tiles

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rasterio.windows import Window
@@ -123,3 +127,59 @@ def plan_windows(
             )
             tasks.append(WindowTask(len(tasks), window, read, tile, part, len(strips)))
     return tasks
+
+
+def shard_path(output: str, index: int, count: int) -> str:
+    """Where shard ``index`` of ``count`` writes its share of ``output``."""
+    return f"{output}.shard{index:04d}of{count:04d}.tif"
+
+
+def parse_shard(text: str, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """``"i/n"`` (0-based) or ``"auto"`` (from a SLURM job array) to (index, count).
+
+    Raises
+    ------
+    OptionError
+        For a malformed value, or ``auto`` outside a job array.
+    """
+    if text == "auto":
+        try:
+            task = int(environ["SLURM_ARRAY_TASK_ID"])
+            first = int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+            count = int(environ["SLURM_ARRAY_TASK_COUNT"])
+        except (KeyError, ValueError) as err:
+            raise OptionError(
+                "--shard auto needs a SLURM job array (SLURM_ARRAY_TASK_ID and "
+                "SLURM_ARRAY_TASK_COUNT); give --shard I/N instead"
+            ) from err
+        index = task - first
+    else:
+        match = re.fullmatch(r"(\d+)/(\d+)", text)
+        if not match:
+            raise OptionError(f"--shard takes I/N (0-based I) or auto, got '{text}'")
+        index, count = int(match[1]), int(match[2])
+    if count < 1 or not 0 <= index < count:
+        raise OptionError(f"--shard {index}/{count}: need 0 <= I < N")
+    return index, count
+
+
+def shard_range(tiles: int, index: int, count: int) -> range:
+    """Shard ``index``'s contiguous share of ``tiles`` tile windows."""
+    return range(tiles * index // count, tiles * (index + 1) // count)
+
+
+def tasks_of_tiles(tasks: Sequence[WindowTask], tiles: range) -> list[WindowTask]:
+    numbers = {(t.row_off, t.col_off): i for i, t in enumerate(tile_windows(tasks))}
+    kept = [t for t in tasks if numbers[(t.tile.row_off, t.tile.col_off)] in tiles]
+    return [dataclasses.replace(t, index=i) for i, t in enumerate(kept)]
+
+
+def tile_windows(tasks: Iterable[WindowTask]) -> list[Window]:
+    """The distinct tile windows of a plan, in plan order."""
+    tiles, seen = [], set()
+    for task in tasks:
+        key = (task.tile.row_off, task.tile.col_off)
+        if key not in seen:
+            seen.add(key)
+            tiles.append(task.tile)
+    return tiles

@@ -10,8 +10,9 @@ import pytest
 from test_mpi import MPIEXEC
 
 import mpraster
-from mpraster.engine import merge_shards, parse_shard
 from mpraster.errors import OptionError, ResumeError
+from mpraster.merge import merge_shards
+from mpraster.plan import parse_shard
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "cluster"
 BIN = Path(sys.executable).parent

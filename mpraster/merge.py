@@ -1,0 +1,136 @@
+"""Assembling the shards of a ``--shard`` run into one output (``mpraster merge``)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import time
+
+import numpy as np
+
+from mpraster.engine import _main_gdal_env, default_jobs
+from mpraster.errors import ResumeError
+from mpraster.io import (
+    Checkpoints,
+    CogOptions,
+    InputInfo,
+    OutputWriter,
+    open_raster,
+    output_profile,
+    partial_path,
+)
+from mpraster.journal import checksum, fingerprint
+from mpraster.plan import plan_windows, shard_path, shard_range, tile_windows
+from mpraster.progress import NullProgress, ProgressSink, RunStats
+
+
+def merge_shards(
+    output: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: ProgressSink | None = None,
+) -> RunStats:
+    """Assemble the shards of ``output`` into it: the same bytes as one unsharded run.
+
+    Raises
+    ------
+    ResumeError
+        If a shard is missing or unfinished (named), or the shards are of different jobs.
+    """
+    wall_start = time.perf_counter()
+    output = os.fspath(output)
+    pattern = re.compile(re.escape(output) + r"\.shard(\d{4})of(\d{4})\.tif$")
+    found = {}
+    for path in glob.glob(glob.escape(output) + ".shard*of*.tif"):
+        match = pattern.match(path)
+        if match:
+            found[int(match[1])] = (path, int(match[2]))
+    if not found:
+        raise ResumeError(f"no shards of {output} found ({output}.shardIIIIofNNNN.tif)")
+    counts = {count for _, count in found.values()}
+    if len(counts) > 1:
+        raise ResumeError(f"shards of {output} come from runs cut in {sorted(counts)} parts")
+    count = counts.pop()
+    missing = [i for i in range(count) if i not in found]
+    if missing:
+        unfinished = [
+            i for i in missing if os.path.exists(partial_path(shard_path(output, i, count)))
+        ]
+        raise ResumeError(
+            f"shards {', '.join(map(str, missing))} of {count} of {output} are not finished"
+            + (
+                f" (run shards {', '.join(map(str, unfinished))} again with --resume)"
+                if unfinished
+                else ""
+            )
+        )
+    sources = [open_raster(found[i][0]) for i in range(count)]
+    try:
+        tags = [src.tags() for src in sources]
+        if len({t.get("MPRASTER_JOB") for t in tags}) != 1:
+            raise ResumeError(f"the shards of {output} are not all of the same job; run them again")
+        plan = json.loads(tags[0]["MPRASTER_PLAN"])
+        first = sources[0]
+        info = InputInfo(
+            first.name,
+            tuple(range(1, first.count + 1)),
+            first.dtypes[0],
+            first.height,
+            first.width,
+            first.crs,
+            first.transform,
+            first.nodata,
+        )
+        dtype = np.dtype(first.dtypes[0])
+        profile = output_profile(
+            info,
+            dtype,
+            first.count,
+            plan["block_size"],
+            plan["creation_options"],
+            default_jobs(),
+            first.nodata,
+        )
+        cog = CogOptions(**plan["cog"]) if plan["cog"] else None
+        if cog is not None and isinstance(cog.overviews, list):
+            cog = CogOptions(tuple(cog.overviews), cog.resampling)
+        tiles = tile_windows(plan_windows(first.height, first.width, plan["block_size"]))
+        every = max(
+            1,
+            int(plan["checkpoint_mb"] * 2**20)
+            // (first.count * dtype.itemsize * plan["block_size"] ** 2),
+        )
+        stats = RunStats(mode="merge", io="main", jobs=1, kernel="merge")
+        progress = progress or NullProgress()
+        progress.start(len(tiles), first.height * first.width)
+        checkpoints = Checkpoints(
+            fingerprint({"merge": tags[0]["MPRASTER_JOB"]}), len(tiles), every
+        )
+        with (
+            _main_gdal_env(64 << 20),
+            OutputWriter(output, profile, overwrite, cog, checkpoints) as writer,
+        ):
+            for number, tile in enumerate(tiles):
+                owner = next(i for i in range(count) if number in shard_range(len(tiles), i, count))
+                start = time.perf_counter()
+                data = sources[owner].read(window=tile)
+                stats.read_seconds += time.perf_counter() - start
+                start = time.perf_counter()
+                writer.write(data, tile, checksum(data))
+                stats.write_seconds += time.perf_counter() - start
+                pixels = int(tile.height) * int(tile.width)
+                stats.windows += 1
+                stats.pixels += pixels
+                stats.bytes_read += data.nbytes
+                stats.bytes_written += data.nbytes
+                progress.advance(1, pixels)
+            writer.commit()
+        progress.close()
+    finally:
+        for src in sources:
+            src.close()
+    stats.wall_seconds = time.perf_counter() - wall_start
+    progress.finish(stats)
+    return stats
