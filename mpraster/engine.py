@@ -77,7 +77,7 @@ from mpraster.plan import (
     tasks_of_tiles,
     tile_windows,
 )
-from mpraster.progress import NullProgress, ProgressSink, RunStats
+from mpraster.progress import NullProgress, ProgressSink, RunStats, make_progress
 
 if TYPE_CHECKING:
     from mpraster.transport import Slot
@@ -890,7 +890,7 @@ def run(
     resume: bool = False,
     checkpoint_mb: float = CHECKPOINT_BYTES / 2**20,
     shard: tuple[int, int] | None = None,
-    progress: ProgressSink | None = None,
+    progress: ProgressSink | str | None = None,
     stop: StopSignal | None = None,
 ) -> RunStats:
     """Run ``kernel`` over ``inputs`` window by window and write ``output``.
@@ -905,8 +905,10 @@ def run(
     kernel : str or Kernel
         A built-in or plugin kernel name, ``package.module:function`` or
         ``path/to/file.py:function``.
-    mode : {"auto", "threads", "processes"}
-        ``auto`` picks threads for a GIL-releasing kernel, processes otherwise.
+    mode : {"auto", "threads", "processes", "mpi"}
+        ``auto`` picks threads for a GIL-releasing kernel, processes otherwise; ``mpi``
+        runs the windows on an ``MPIPoolExecutor`` (start the program with
+        ``mpiexec -n N python -m mpi4py.futures``; see `mpraster.mpi`).
     io : {"main", "workers"}, optional
         Who reads the windows; default from the mode (see `resolve_mode`).
     jobs : int, optional
@@ -939,8 +941,9 @@ def run(
     shard : (int, int), optional
         Do only share ``i`` of ``n`` (0-based) of the tile windows, into
         ``OUTPUT.shardIIIIofNNNN.tif``; `merge_shards` assembles the shards.
-    progress : ProgressSink, optional
-        Where to report progress; default none.
+    progress : ProgressSink or str, optional
+        Where to report progress: a sink, or ``"auto"``, ``"bar"``, ``"log"``, ``"json"``
+        or ``"none"`` as the CLI's ``--progress`` (on stderr); default none.
     stop : StopSignal, optional
         Set it (from a signal handler, another thread) to stop the run cleanly; the CLI
         sets it on SIGINT and SIGTERM.
@@ -956,6 +959,8 @@ def run(
         is untouched and no partial file is left.
     """
     wall_start = time.perf_counter()
+    if isinstance(progress, str):
+        progress = make_progress(progress)
     job = plan_job(
         inputs,
         output,

@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
+from mpraster.errors import OptionError
+
 PROGRESS_KINDS = ("auto", "bar", "log", "json", "none")
 
 
@@ -308,6 +310,8 @@ def make_progress(kind: str, stream: TextIO | None = None, interval: float = 10.
 
     ``json`` writes one JSON object per line (see `JsonProgress`); ``none`` nothing.
     """
+    if kind not in PROGRESS_KINDS:
+        raise OptionError(f"unknown progress kind {kind!r}; use one of {', '.join(PROGRESS_KINDS)}")
     stream = stream if stream is not None else sys.stderr
     if kind == "auto":
         kind = "bar" if stream.isatty() else "log"

@@ -1,5 +1,9 @@
+import json
+
 import pytest
 
+import mpraster
+from mpraster.errors import OptionError
 from mpraster.progress import RunStats
 
 
@@ -23,3 +27,14 @@ def test_diagnosis_names_the_busiest_stage(fields, kind, advice):
     assert got_kind == kind and advice in text
     assert stats.as_dict()["bound"] == kind
     assert text in stats.report()
+
+
+def test_library_takes_the_cli_progress_names(tmp_path, make_raster, capsys):
+    src = make_raster((2, 40, 50), "uint8")
+    stats = mpraster.run(src, tmp_path / "out.tif", "reverse", params={"cost": 0}, progress="json")
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    assert events[-1]["stats"]["windows"] == stats.windows
+    with pytest.raises(OptionError, match="unknown progress kind 'nope'"):
+        mpraster.run(src, tmp_path / "other.tif", "reverse", progress="nope")
+    assert not (tmp_path / "other.tif").exists()
