@@ -398,17 +398,40 @@ def _stop_executor(executor: Executor) -> None:
 # ---------------------------------------------------------------- the loop
 
 _run_ids = itertools.count(1)
-# GDAL block cache of a process that reads windows, on top of one row of windows' input.
-_READER_CACHE_BYTES = 32 << 20
+# The smallest GDAL block cache a process gets, whatever the windows need: room for GDAL's
+# own bookkeeping and a few blocks.
+_MIN_CACHE_BYTES = 4 << 20
 
 
-def _strip_bytes(infos: Sequence[InputInfo], block: int) -> int:
-    """Bytes of one full-width row of windows of every input.
+def _reuses_blocks(job: Job) -> bool:
+    """Whether input blocks are read by more than one window.
 
-    A striped input (most files from the field) is read a strip at a time, and a strip
-    spans every window of its row; caching that row means each strip is decoded once.
+    They are when windows overlap (a halo), when tiles are cut into row strips, or when an
+    input's blocks do not fit the window grid (a striped file: each strip spans every
+    window of its row). Then a row of windows' blocks is worth caching, so that each block
+    is decoded once; otherwise a cached block is never used again.
     """
-    return sum(i.width * block * i.count * np.dtype(i.dtype).itemsize for i in infos)
+    if job.halo or any(task.parts > 1 for task in job.tasks):
+        return True
+    return any(
+        (info.height > job.block_size and job.block_size % info.block_shape[0])
+        or (info.width > job.block_size and job.block_size % info.block_shape[1])
+        for info in job.infos
+    )
+
+
+def _reader_cache_bytes(job: Job) -> int:
+    """GDAL cache one reader (one dataset handle per input) needs; see `_reuses_blocks`."""
+    if not _reuses_blocks(job):
+        window_in, _ = job.window_bytes()
+        return job.in_flight * window_in
+    total = 0
+    for info in job.infos:
+        rows_of_blocks, cols_of_blocks = info.block_shape
+        rows = (-(-(job.block_size + 2 * job.halo) // rows_of_blocks) + 1) * rows_of_blocks
+        cols = -(-info.width // cols_of_blocks) * cols_of_blocks
+        total += rows * cols * info.count * np.dtype(info.dtype).itemsize
+    return total
 
 
 def _main_gdal_env(cache_bytes: int) -> contextlib.AbstractContextManager:
@@ -601,18 +624,25 @@ class Job:
 
     @property
     def main_cache_bytes(self) -> int:
-        """GDAL block cache of the main process (see `_main_gdal_env`)."""
-        window = max(i.count * np.dtype(i.dtype).itemsize for i in self.infos)
-        budget = 2 * self.in_flight * window * self.block_size**2 + _READER_CACHE_BYTES
+        """GDAL block cache of the main process (see `_main_gdal_env`).
+
+        The writer's tiles of the windows in flight, and the readers that share the main
+        process: its own (``--io main``), or each thread's handles (threads with
+        ``--io workers``; GDAL caches blocks per handle).
+        """
+        tile = self.bands * self.dtype.itemsize * self.block_size**2
+        budget = 2 * self.in_flight * tile
         if self.io == "main":
-            budget += _strip_bytes(self.infos, self.block_size)
-        return budget
+            budget += _reader_cache_bytes(self)
+        elif self.mode == "threads":
+            budget += self.jobs * _reader_cache_bytes(self)
+        return max(budget, _MIN_CACHE_BYTES)
 
     @property
     def worker_cache_bytes(self) -> int:
-        """GDAL block cache of each worker process."""
-        extra = _strip_bytes(self.infos, self.block_size) if self.io == "workers" else 0
-        return _READER_CACHE_BYTES + extra
+        """GDAL block cache of each worker process (processes and MPI modes)."""
+        reader = _reader_cache_bytes(self) if self.io == "workers" else 0
+        return max(reader, _MIN_CACHE_BYTES)
 
     def window_bytes(self, inputs: bool = True) -> tuple[int, int]:
         """Bytes of the largest window's inputs (as read, halo included) and output."""

@@ -104,6 +104,7 @@ class InputInfo:
     crs: CRS | None
     transform: Affine
     nodata: float | None
+    block_shape: tuple[int, int] = (512, 512)
 
     @property
     def count(self) -> int:
@@ -182,6 +183,7 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
                     crs=src.crs,
                     transform=src.transform,
                     nodata=src.nodata,
+                    block_shape=tuple(src.block_shapes[bands[0] - 1]),
                 )
             )
     first = infos[0]

@@ -10,6 +10,7 @@ import rasterio
 from conftest import DTYPES
 
 import mpraster
+from mpraster import engine
 from mpraster.progress import LogProgress
 
 MATRIX = list(itertools.product(["threads", "processes"], ["main", "workers"], [1, 2, 3]))
@@ -222,3 +223,17 @@ def test_tiles_cut_into_strips_give_the_same_file(tmp_path, make_raster):
     expected, _ = read_all(src)
     assert np.array_equal(read_all(outs[0])[0], expected[::-1])
     assert len({digest(p) for p in outs}) == 1
+
+
+def test_gdal_cache_is_sized_to_the_windows_not_the_raster(tmp_path, make_raster):
+    def caches(side, kernel="reverse", tiled=True):
+        src = make_raster((1, side, side), "uint8", tiled=tiled, block=32)
+        job = mpraster.plan_job(src, tmp_path / f"o{side}.tif", kernel, jobs=2, block_size=32)
+        return engine._reader_cache_bytes(job), job.main_cache_bytes, job.memory_estimate()
+
+    # Tiled input on the window grid, no halo: no block is read twice, nothing to cache.
+    assert caches(256) == caches(512)
+    # A halo (or a striped input) reads blocks again: a row of windows' blocks is cached,
+    # so each is decoded once, and that budget follows the raster's width.
+    assert caches(512, "focal-mean")[0] > caches(256, "focal-mean")[0] > caches(256)[0]
+    assert caches(512, tiled=False)[0] > caches(256, tiled=False)[0]
