@@ -176,6 +176,9 @@ class WindowResult:
     # When the result travelled in shared memory: the slot, and the result's shape.
     slot: Slot | None = None
     shape: tuple[int, ...] = ()
+    # The journal's checksum of a whole tile window's result, taken by the worker so that
+    # the writer does not spend its time on it (None for a part of a tile).
+    checksum: int | None = None
 
 
 class _WorkerState:
@@ -294,11 +297,13 @@ def _compute(
         spec.bands,
         spec.context(task),
     )
+    tile_checksum = checksum(out) if task.parts == 1 else None
     if slot is None:
-        return WindowResult(task.index, out, 0.0, time.perf_counter() - start, 0)
+        elapsed = time.perf_counter() - start
+        return WindowResult(task.index, out, 0.0, elapsed, 0, checksum=tile_checksum)
     put_result(slot, out)
     elapsed = time.perf_counter() - start
-    return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape)
+    return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape, tile_checksum)
 
 
 def _ensure_worker(spec: WorkerSpec) -> None:
@@ -466,13 +471,16 @@ class TileAssembly:
         self.bands = bands
         self._buffer: np.ndarray | None = None
 
-    def _write(self, data: np.ndarray, task: WindowTask) -> None:
-        journaled = self.writer.checkpoints is not None
-        self.writer.write(data, task.tile, checksum(data) if journaled else None)
+    def _write(self, data: np.ndarray, task: WindowTask, known: int | None = None) -> None:
+        if self.writer.checkpoints is None:
+            self.writer.write(data, task.tile)
+        else:
+            self.writer.write(data, task.tile, checksum(data) if known is None else known)
 
-    def add(self, task: WindowTask, data: np.ndarray) -> None:
+    def add(self, task: WindowTask, data: np.ndarray, known: int | None = None) -> None:
+        """Take one window's result; ``known``: its checksum, if it is a whole tile's."""
         if task.parts == 1:
-            self._write(data, task)
+            self._write(data, task, known)
             return
         if task.part == 0:
             shape = (self.bands, int(task.tile.height), int(task.tile.width))
@@ -1094,7 +1102,7 @@ def execute(
                 data = result.data
                 if result.slot is not None:
                     data = slots.result(result.slot, result.shape, job.dtype)
-                assembly.add(task, data)
+                assembly.add(task, data, result.checksum)
                 if result.slot is not None:
                     slots.release(result.slot)
                 stats.write_seconds += time.perf_counter() - start

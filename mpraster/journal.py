@@ -37,8 +37,8 @@ def journal_path(target: str) -> str:
 
 
 def checksum(array: np.ndarray) -> int:
-    """A fast checksum of a window's pixels (Adler-32; enough to catch a torn write)."""
-    return zlib.adler32(np.ascontiguousarray(array).view(np.uint8))
+    """A fast checksum of a window's pixels (CRC-32; enough to catch a torn write)."""
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8))
 
 
 def fingerprint(description: Mapping[str, Any]) -> str:

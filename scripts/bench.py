@@ -1,6 +1,6 @@
 """Benchmark mpraster against the ways people do this job today, as whole processes.
 
-    $ python scripts/bench.py [--runs 3] [--jobs cpu-rgb,cpu-2048,io-8192] [--write]
+    $ python scripts/bench.py [--runs 3] [--jobs cpu-rgb,cpu-2048,io-8192,memory] [--write]
 
 Jobs (inputs are built once in --data, from the real RGB.byte.tif):
 
@@ -8,6 +8,9 @@ Jobs (inputs are built once in --data, from the real RGB.byte.tif):
 * ``cpu-2048``: the same on a 2048 x 2048 mosaic of that imagery.
 * ``io-8192``: band reversal (cost 0) of an 8192 x 8192 x 3 uint8 DEFLATE-tiled mosaic,
   written DEFLATE-compressed.
+* ``memory``: the I/O-bound job in every mode and I/O placement with -j 2 on that mosaic and
+  on one of twice its side (16384 x 16384, four times the pixels): peak memory must not
+  follow the raster.
 
 Each job runs mpraster in every mode and I/O placement and every peer found (scripts/peers/:
 rasterio's thread- and process-pool examples, rio-mucho, dask + rioxarray, and GDAL's own
@@ -260,6 +263,58 @@ def table(job: Job, figures: dict[str, Figures], wrong: list[str]) -> str:
     return "\n".join(rows)
 
 
+def memory_table(data: Path, out: Path, runs: int) -> str:
+    """Peak memory of the I/O-bound job at 8192² and at 16384² (mpraster, -j 2)."""
+    sizes = (8192, 16384)
+    jobs = [
+        Job(
+            f"mem-{size}",
+            "",
+            mosaic(data / f"mosaic{size}-deflate.tif", size, "deflate"),
+            0,
+            "deflate",
+        )
+        for size in sizes
+    ]
+    rows = [
+        "**Memory against raster size: band reversal (cost 0), DEFLATE in and out, -j 2**\n",
+        "| how | wall 8192² (s) | wall 16384² (s) | peak MiB main 8192² | 16384² | growth "
+        "| peak MiB all processes 8192² | 16384² | growth |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    med = statistics.median
+    per_size = []
+    for job in jobs:
+        cmds = {
+            n: c
+            for n, c in commands(job, out).items()
+            if n.startswith("mpraster") and n.endswith("|2")
+        }
+        figures = {name: Figures() for name in cmds}
+        for name, cmd in cmds.items():
+            timed(cmd)
+            if not correct(job, cmd):
+                raise SystemExit(f"WRONG OUTPUT: {name} on {job.input}")
+        for _ in range(runs):
+            for name, cmd in cmds.items():
+                wall, main, total = timed(cmd)
+                figures[name].wall.append(wall)
+                figures[name].main_mib.append(main)
+                figures[name].total_mib.append(total)
+        print(f"memory: {job.input.name} done", file=sys.stderr)
+        per_size.append(figures)
+    small, large = per_size
+    for name in small:
+        a, b = small[name], large[name]
+        main_a, main_b = med(a.main_mib), med(b.main_mib)
+        all_a, all_b = med(a.total_mib), med(b.total_mib)
+        rows.append(
+            f"| {name.split('|')[0]} | {med(a.wall):.2f} | {med(b.wall):.2f} | {main_a:.0f} | {main_b:.0f} "
+            f"| {100 * (main_b / main_a - 1):+.1f}% | {all_a:.0f} | {all_b:.0f} | {100 * (all_b / all_a - 1):+.1f}% |"
+        )
+    return "\n".join(rows)
+
+
 def plot(job: Job, figures: dict[str, Figures], path: Path) -> None:
     try:
         import matplotlib
@@ -301,7 +356,7 @@ def write_section(name: str, text: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--jobs", default="cpu-rgb,cpu-2048,io-8192")
+    parser.add_argument("--jobs", default="cpu-rgb,cpu-2048,io-8192,memory")
     parser.add_argument("--data", type=Path, default=ROOT / "out" / "bench-data")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md and plots")
@@ -339,13 +394,17 @@ def main() -> int:
         "interleaved rounds after a warm-up round; page cache warm.\n\n"
         f"Command: `python scripts/bench.py --runs {args.runs} --jobs {args.jobs} --write`"
     )
-    sections = []
     for name in args.jobs.split(","):
+        if name == "memory":
+            text = memory_table(args.data, args.out, args.runs)
+            print(text + "\n", flush=True)
+            if args.write:
+                write_section("memory", text)
+            continue
         job = jobs[name]()
         figures, wrong = bench_job(job, args.out, args.runs)
         text = table(job, figures, wrong)
         print(text + "\n", flush=True)
-        sections.append(text)
         if args.write:
             write_section(job.name, text + f"\n\n![{job.name}](bench-{job.name}.png)")
             plot(job, figures, ROOT / f"bench-{job.name}.png")
