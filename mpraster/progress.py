@@ -72,16 +72,17 @@ class RunStats:
 
         The main process writes (and, with ``io="main"``, reads); workers read (with
         ``io="workers"``) and compute. Whichever side was busy for most of the wall time
-        is the bound: ``writer``, ``reader`` (main-process reading), ``compute`` or
-        ``read`` (worker time, in kernels or in reading), else ``overhead``.
+        is the bound: ``writer`` or ``reader`` (the main process, by its larger part),
+        ``compute`` or ``read`` (worker time, in kernels or in reading), else ``overhead``.
         """
         wall = self.wall_seconds or 1e-9
         main_read = self.read_seconds if self.io == "main" else 0.0
         worker_read = self.read_seconds - main_read
         worker_capacity = wall * max(self.jobs, 1)
+        # The main process reads (io=main) and writes on one thread: its busy time is the
+        # sum, and it bounds the run long before either part alone reaches the wall time.
         shares = {
-            "writer": self.write_seconds / wall,
-            "reader": main_read / wall,
+            "main": (main_read + self.write_seconds) / wall,
             "compute": self.compute_seconds / worker_capacity,
             "read": worker_read / worker_capacity,
         }
@@ -92,11 +93,18 @@ class RunStats:
                 f"no stage is busy for more than half the time (largest: {kind} {percent}); "
                 "the run is short or bound by start-up and hand-offs: try larger --block-size"
             )
+        if kind == "main":
+            kind = "writer" if self.write_seconds >= main_read else "reader"
+        parts = f"writing {100 * self.write_seconds / wall:.0f}%" + (
+            f", reading {100 * main_read / wall:.0f}%" if self.io == "main" else ""
+        )
         advice = {
-            "writer": f"writer-bound: {percent} of wall time in writing and compression; try "
-            "--co NUM_THREADS=ALL_CPUS, a faster codec (--co COMPRESS=ZSTD or LZW) or none",
-            "reader": f"reader-bound: {percent} of wall time reading in the main process; "
-            "try --io workers to read and decode in parallel",
+            "writer": f"writer-bound: the main process was busy {percent} of wall time "
+            f"({parts}); try a faster codec (--co COMPRESS=ZSTD or LZW) or none, "
+            "--co NUM_THREADS=ALL_CPUS"
+            + (", and --io workers to read in the workers" if self.io == "main" else ""),
+            "reader": f"reader-bound: the main process was busy {percent} of wall time "
+            f"({parts}); try --io workers to read and decode in parallel",
             "compute": f"compute-bound: kernels kept the workers {percent} busy; more -j "
             "(cores) or a faster kernel is what helps",
             "read": f"read-bound: workers spent {percent} of their time reading; faster "

@@ -30,6 +30,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -326,7 +327,7 @@ def plot(job: Job, figures: dict[str, Figures], path: Path) -> None:
         return
     with rasterio.open(job.input) as src:
         mpix = src.width * src.height / 1e6
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for label in dict.fromkeys(name.split("|")[0] for name in figures):
         xs = [j for j in (1, 2) if f"{label}|{j}" in figures]
         ys = [mpix / statistics.median(figures[f"{label}|{j}"].wall) for j in xs]
@@ -334,8 +335,8 @@ def plot(job: Job, figures: dict[str, Figures], path: Path) -> None:
     ax.set_xticks([1, 2])
     ax.set_xlabel("-j (workers)")
     ax.set_ylabel("MPix/s, whole process")
-    ax.set_title(job.title)
-    ax.legend(fontsize=7)
+    ax.set_title(textwrap.fill(job.title, 60), fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -394,6 +395,8 @@ def main() -> int:
         "interleaved rounds after a warm-up round; page cache warm.\n\n"
         f"Command: `python scripts/bench.py --runs {args.runs} --jobs {args.jobs} --write`"
     )
+    if args.write:
+        write_section("header", header)
     for name in args.jobs.split(","):
         if name == "memory":
             text = memory_table(args.data, args.out, args.runs)
@@ -408,8 +411,6 @@ def main() -> int:
         if args.write:
             write_section(job.name, text + f"\n\n![{job.name}](bench-{job.name}.png)")
             plot(job, figures, ROOT / f"bench-{job.name}.png")
-    if args.write:
-        write_section("header", header)
     return 0
 
 

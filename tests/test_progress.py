@@ -19,6 +19,12 @@ from mpraster.progress import RunStats
         (dict(compute_seconds=18.0, io="main"), "compute", "-j"),
         (dict(read_seconds=16.0, io="workers", compute_seconds=1.0), "read", "storage"),
         (dict(compute_seconds=2.0, write_seconds=1.0, io="main"), "overhead", "--block-size"),
+        # Reading and writing share the main thread: together they bound the run.
+        (
+            dict(read_seconds=4.0, write_seconds=4.5, io="main", compute_seconds=12.0),
+            "writer",
+            "busy 85% of wall time (writing 45%, reading 40%)",
+        ),
     ],
 )
 def test_diagnosis_names_the_busiest_stage(fields, kind, advice):
