@@ -26,8 +26,12 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow'
 
+# The peers (rio-mucho, dask, rioxarray) and matplotlib come with the bench extra.
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python scripts/bench.py --write
+	$(BIN)/python scripts/bench_kernels.py --size 6144 --write
+	$(BIN)/python scripts/bench_overhead.py --write
 
 lint: install
 	$(BIN)/python -m pip install -q ruff
