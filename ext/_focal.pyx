@@ -49,44 +49,49 @@ def focal_mean(const pixel_t[:, :, ::1] src, double[:, :, ::1] dst, double[:, ::
                     dst[b, i, j] = total / count if count > 0.0 else fill
 
 
-def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[:, ::1] rowbest,
-                  unsigned char[:, ::1] rowfound, Py_ssize_t size, bint has_nodata,
-                  double nodata, pixel_t fill, bint maximum):
+cdef inline pixel_t _better(pixel_t a, pixel_t b, bint maximum) noexcept nogil:
+    # Branch-free in the loops below: ``maximum`` does not change inside them, so the
+    # compiler hoists the test out and vectorises each loop as a plain max or min.
+    if maximum:
+        return a if a > b else b
+    return a if a < b else b
+
+
+def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[:, ::1] valid,
+                  pixel_t[:, ::1] rowbest, Py_ssize_t size, bint has_nodata, double nodata,
+                  pixel_t fill, pixel_t identity, bint maximum):
     """dst = max (or min) of the valid pixels in each size x size neighbourhood; ``fill``
-    where the centre is missing. Separable, like `focal_mean` (max and min are exact in
-    any order); compares in the pixel type, so 64-bit integers stay exact."""
+    where the centre is missing.
+
+    Missing pixels are first replaced by ``identity`` (the type's lowest value for max,
+    its highest for min; infinities for floats) in ``valid``, so they never win; a centre
+    that is not missing is in its own neighbourhood, so every result comes from a valid
+    pixel. Then separable, like `focal_mean`: the best of ``size`` columns along each row
+    (``rowbest``: the input's rows by the output's columns), then of ``size`` of those down
+    the column. Compares in the pixel type, so 64-bit integers stay exact.
+    """
     cdef Py_ssize_t bands = dst.shape[0], rows = dst.shape[1], cols = dst.shape[2]
-    cdef Py_ssize_t in_rows = src.shape[1]
+    cdef Py_ssize_t in_rows = src.shape[1], in_cols = src.shape[2]
     cdef Py_ssize_t b, i, j, d, half = size // 2
-    cdef pixel_t value, best
-    cdef bint found
     with nogil:
         for b in range(bands):
             for i in range(in_rows):
+                for j in range(in_cols):
+                    if missing(<double>src[b, i, j], has_nodata, nodata):
+                        valid[i, j] = identity
+                    else:
+                        valid[i, j] = src[b, i, j]
                 for j in range(cols):
-                    found = False
-                    best = fill
-                    for d in range(size):
-                        value = src[b, i, j + d]
-                        if missing(<double>value, has_nodata, nodata):
-                            continue
-                        if not found or (value > best if maximum else value < best):
-                            best = value
-                            found = True
-                    rowbest[i, j] = best
-                    rowfound[i, j] = found
+                    rowbest[i, j] = valid[i, j]
+                for d in range(1, size):
+                    for j in range(cols):
+                        rowbest[i, j] = _better(rowbest[i, j], valid[i, j + d], maximum)
             for i in range(rows):
+                for j in range(cols):
+                    dst[b, i, j] = rowbest[i, j]
+                for d in range(1, size):
+                    for j in range(cols):
+                        dst[b, i, j] = _better(dst[b, i, j], rowbest[i + d, j], maximum)
                 for j in range(cols):
                     if missing(<double>src[b, i + half, j + half], has_nodata, nodata):
                         dst[b, i, j] = fill
-                        continue
-                    found = False
-                    best = fill
-                    for d in range(size):
-                        if not rowfound[i + d, j]:
-                            continue
-                        value = rowbest[i + d, j]
-                        if not found or (value > best if maximum else value < best):
-                            best = value
-                            found = True
-                    dst[b, i, j] = best

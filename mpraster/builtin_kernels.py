@@ -153,12 +153,25 @@ def _focal_extreme(src: np.ndarray, size: int, ctx: KernelContext, maximum: bool
     has_nodata, nodata = _nodata_args(ctx.nodata[0])
     half = size // 2
     out = np.empty((src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half), src.dtype)
+    valid = np.empty(src.shape[1:], src.dtype)
     rowbest = np.empty((src.shape[1], out.shape[2]), src.dtype)
-    rowfound = np.empty((src.shape[1], out.shape[2]), np.uint8)
     fill = ctx.nodata[0] if ctx.nodata[0] is not None else 0
     fill = np.array(fill).astype(src.dtype)[()]
+    if src.dtype.kind == "f":
+        identity = -np.inf if maximum else np.inf
+    else:
+        identity = np.iinfo(src.dtype).min if maximum else np.iinfo(src.dtype).max
     _focal.focal_extreme(
-        np.ascontiguousarray(src), out, rowbest, rowfound, size, has_nodata, nodata, fill, maximum
+        np.ascontiguousarray(src),
+        out,
+        valid,
+        rowbest,
+        size,
+        has_nodata,
+        nodata,
+        fill,
+        np.array(identity).astype(src.dtype)[()],
+        maximum,
     )
     return out
 

@@ -8,11 +8,13 @@ import subprocess
 import numpy as np
 import pytest
 import rasterio
-from conftest import SHARED_DATA, write_raster
+from conftest import DTYPES, SHARED_DATA, synthetic, write_raster
 from rasterio.transform import from_origin
 
 import mpraster
+from mpraster import builtin_kernels
 from mpraster.errors import InputMismatchError, KernelInputError, KernelParameterError
+from mpraster.kernels import KernelContext
 
 MATRIX = list(itertools.product(["threads", "processes"], ["main", "workers"], [1, 2, 3]))
 
@@ -501,3 +503,32 @@ def test_real_rasters(tmp_path):
         focal_reference(band, 3, profile["nodata"], "max").astype(np.float32),
         equal_nan=True,
     )
+
+
+@pytest.mark.parametrize("dtype", [*DTYPES, "int8", "int64", "uint64"])
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_focal_extremes_exact_in_every_dtype(dtype, op):
+    """Extremes of the type, nodata, NaN and -inf stay exact: missing pixels never win, and
+    a valid pixel equal to the type's lowest (highest) value still counts."""
+    data = synthetic((2, 19, 23), dtype, seed=3)
+    nodata = data[0, 7, 7].item()
+    data[1, 2, 2] = nodata
+    if data.dtype.kind == "f":
+        data[0, 10, 4] = np.nan
+        data[1, 5, 9] = -np.inf
+    half = 2
+    grown = np.pad(data, ((0, 0), (half, half), (half, half)), mode="edge")
+    ctx = KernelContext(None, None, from_origin(0, 0, 1, 1), (nodata,), half)
+    kernel = builtin_kernels.focal_max if op == "max" else builtin_kernels.focal_min
+    got = kernel(grown, size=5, ctx=ctx)
+    pick = np.fmax if op == "max" else np.fmin
+    for b in range(data.shape[0]):
+        for i in range(data.shape[1]):
+            for j in range(data.shape[2]):
+                centre = data[b, i, j]
+                if centre == nodata or np.isnan(float(centre)):
+                    assert got[b, i, j] == nodata
+                    continue
+                hood = grown[b, i : i + 5, j : j + 5].ravel()
+                valid = hood[(hood != nodata) & ~np.isnan(hood.astype(np.float64))]
+                assert got[b, i, j] == pick.reduce(valid), (b, i, j)
