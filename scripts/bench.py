@@ -215,7 +215,14 @@ def correct(job: Job, cmd: list[str]) -> bool:
 
 
 def bench_job(job: Job, out: Path, runs: int) -> tuple[dict[str, Figures], list[str]]:
-    cmds = commands(job, out)
+    return measure(job, commands(job, out), runs)
+
+
+def measure(
+    job: Job, cmds: dict[str, list[str]], runs: int
+) -> tuple[dict[str, Figures], list[str]]:
+    """Check every command's output once, then time the correct ones, round by round."""
+    cmds = dict(cmds)
     wrong = []
     for name, cmd in list(cmds.items()):
         timed(cmd)  # warm-up; also makes the output to check
@@ -291,18 +298,9 @@ def memory_table(data: Path, out: Path, runs: int) -> str:
             for n, c in commands(job, out).items()
             if n.startswith("mpraster") and n.endswith("|2")
         }
-        figures = {name: Figures() for name in cmds}
-        for name, cmd in cmds.items():
-            timed(cmd)
-            if not correct(job, cmd):
-                raise SystemExit(f"WRONG OUTPUT: {name} on {job.input}")
-        for _ in range(runs):
-            for name, cmd in cmds.items():
-                wall, main, total = timed(cmd)
-                figures[name].wall.append(wall)
-                figures[name].main_mib.append(main)
-                figures[name].total_mib.append(total)
-        print(f"memory: {job.input.name} done", file=sys.stderr)
+        figures, wrong = measure(job, cmds, runs)
+        if wrong:
+            raise SystemExit(f"WRONG OUTPUT: {', '.join(wrong)} on {job.input}")
         per_size.append(figures)
     small, large = per_size
     for name in small:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from bench import write_section
 from rasterio.transform import from_origin
 
 from mpraster.builtin_kernels import (
@@ -228,9 +229,6 @@ def main() -> int:
     )
     print(text)
     if args.write:
-        sys.path.insert(0, str(ROOT / "scripts"))
-        from bench import write_section
-
         write_section("kernels", text)
     return 0
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from bench import write_section
 from rasterio.transform import from_origin
 
 import mpraster
@@ -183,9 +184,6 @@ def main() -> int:
     )
     print(text)
     if args.write:
-        sys.path.insert(0, str(ROOT / "scripts"))
-        from bench import write_section
-
         write_section("overhead", text)
     return 0
 
