@@ -146,6 +146,32 @@ def test_kernel_failing_on_a_worker_rank(tmp_path, mpirun):
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
 
 
+def test_worker_rank_that_dies_ends_the_run(tmp_path, mpirun):
+    """A rank that exits mid-run (a crash, an OOM kill): MPI ends the whole job, as it
+    does; nothing hangs, the exit code says it failed, no output appears at the target, and
+    what was written stays journaled in the partial for --resume, as after a SIGKILL."""
+    src = row_coded(tmp_path)
+    out = tmp_path / "o.tif"
+    proc = mpirun(
+        "-m",
+        "mpraster",
+        "run",
+        src,
+        out,
+        "-k",
+        "kernels_for_tests:exit_worker",
+        "--mode",
+        "mpi",
+        "--block-size",
+        "16",
+        "--progress",
+        "none",
+    )
+    assert proc.returncode != 0
+    assert not out.exists()
+    assert (tmp_path / "o.tif.partial").exists() and (tmp_path / "o.tif.journal").exists()
+
+
 def test_bad_input_ends_every_rank(tmp_path, mpirun):
     proc = mpirun(
         "-m",
