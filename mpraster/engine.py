@@ -50,6 +50,7 @@ from mpraster.io import (
     InputSpec,
     OutputWriter,
     WindowReader,
+    check_creation_options,
     check_output,
     describe_window,
     inspect_inputs,
@@ -773,6 +774,7 @@ def plan_job(
     elif not representable(nodata, out_dtype):
         raise OptionError(f"--nodata {nodata} does not fit the output type {out_dtype}")
     profile = output_profile(infos[0], out_dtype, bands, block_size, creation_options, jobs, nodata)
+    check_creation_options(profile, cog is not None)
     halo = kernel.halo(parsed)
     tasks = plan_windows(
         infos[0].height, infos[0].width, block_size, halo, _TASKS_PER_WORKER * jobs

@@ -6,8 +6,10 @@ GDAL dataset handles are never shared: every reader opens its own with ``sharing
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
+from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from mpraster.errors import (
@@ -321,6 +324,61 @@ def output_profile(
     if profile.get("compress") and "num_threads" not in profile and compress_threads > 1:
         profile["num_threads"] = str(compress_threads)
     return profile
+
+
+class _Complaints(logging.Handler):
+    """Collects the warnings GDAL sends through rasterio's logger in one thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+def check_creation_options(profile: Mapping[str, Any], cog: bool = False) -> None:
+    """Try the output's profile and creation options on a small in-memory GeoTIFF.
+
+    GDAL only warns about an unknown creation option or value and writes the file without
+    it: ``--co COMPRESS=NOPE`` would give an uncompressed output that looks fine. Here
+    every complaint is an error, before any work starts. For a COG, options that only the
+    COG driver takes (``LEVEL``, ``QUALITY``) are left to it.
+
+    Raises
+    ------
+    OptionError
+        Naming the option GDAL refused and what it said.
+    """
+    probe = {**profile, "height": 16, "width": 16, "blockxsize": 16, "blockysize": 16}
+    logger = logging.getLogger("rasterio._env")
+    complaints = _Complaints()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(complaints)
+    # Heard here, not printed: the complaint becomes the error message.
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        with MemoryFile() as memory, memory.open(**probe):
+            pass
+    except RasterioError as err:
+        said = re.sub(r"^\S+\.tif: ", "", _one_line(err))
+        raise OptionError(f"GDAL refused the output's creation options: {said}") from err
+    finally:
+        logger.removeHandler(complaints)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    for message in complaints.messages:
+        text = re.sub(r"^CPLE_\w+ in |(, ignoring)?\.$", "", message)
+        option = re.search(r"creation option (\w+)", text)
+        if cog and option and option.group(1).lower() in _COG_OPTIONS:
+            continue
+        raise OptionError(
+            f"GDAL refused a creation option: {text}; see "
+            "https://gdal.org/drivers/raster/gtiff.html#creation-options"
+        )
 
 
 def check_output(target: str, overwrite: bool) -> None:

@@ -102,6 +102,19 @@ def test_cog_without_overviews(tmp_path, make_raster):
     assert_valid_cog(out, levels=0)
 
 
+def test_cog_driver_options_pass_the_creation_option_check(tmp_path, make_raster):
+    """LEVEL is the COG driver's DEFLATE level (GTiff calls it ZLEVEL): not refused for a
+    COG, refused for a plain GeoTIFF, where GDAL would ignore it."""
+    src = make_raster((1, 64, 64), "uint8")
+    out = tmp_path / "o.tif"
+    options = {"COMPRESS": "DEFLATE", "LEVEL": "9"}
+    kwargs = dict(params={"cost": 0}, block_size=128, creation_options=options)
+    mpraster.run(src, out, "reverse", cog=CogOptions("none"), **kwargs)
+    assert_valid_cog(out, levels=0)
+    with pytest.raises(mpraster.MprasterError, match="does not support creation option LEVEL"):
+        mpraster.run(src, tmp_path / "plain.tif", "reverse", **kwargs)
+
+
 def test_cog_failure_leaves_nothing(tmp_path):
     from test_errors import row_coded
 

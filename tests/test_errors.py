@@ -185,6 +185,11 @@ def test_output_folder_chmod_not_writable(tmp_path, src, mpraster_cmd, cli_env):
         (["--block-size", "8"], "multiple of 16"),
         (["--prefetch", "0"], "--prefetch"),
         (["--co", "BLOCKXSIZE=64"], "use --block-size"),
+        # GDAL itself would only warn and write the file without them.
+        (["--co", "COMPRESS=NOPE"], "'nope' is an unexpected value for COMPRESS"),
+        (["--co", "FOO=bar"], "does not support creation option FOO"),
+        (["--co", "COMPRESS=DEFLATE", "--co", "ZLEVEL=99"], "ZLEVEL=99 value not recognised"),
+        (["--co", "PREDICTOR=7"], "refused the output's creation options: PREDICTOR=7"),
     ],
 )
 def test_bad_options(tmp_path, src, mpraster_cmd, cli_env, args, fragment):
