@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -1021,7 +1022,18 @@ def run(
         checkpoint_mb=checkpoint_mb,
         shard=shard,
     )
-    stats = execute(job, progress, stop)
+    try:
+        stats = execute(job, progress, stop)
+    except WorkerDied as err:
+        script = getattr(sys.modules["__main__"], "__file__", None)
+        if job.mode != "processes" or script is None:
+            raise
+        # The classic cause in a script: worker processes re-run the main script, and an
+        # unguarded call to run() there makes each worker die while it starts.
+        raise WorkerDied(
+            f"{err}. If {os.path.basename(script)} calls mpraster.run outside "
+            "`if __name__ == \"__main__\":`, every worker re-runs it and dies: guard the call"
+        ) from err
     stats.wall_seconds = time.perf_counter() - wall_start
     return stats
 

@@ -3,6 +3,7 @@ no hang, and nothing left behind (the target untouched, no partial file)."""
 
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -292,3 +293,23 @@ def test_worker_process_dies_library(tmp_path):
             block_size=16,
         )
     assert not leftovers(tmp_path)
+
+
+def test_unguarded_script_is_told_to_guard_the_call(tmp_path, cli_env):
+    """Worker processes re-run the main script; an unguarded mpraster.run there kills every
+    worker as it starts. The error says so instead of only 'a worker died'."""
+    src = row_coded(tmp_path)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import mpraster\n"
+        f"mpraster.run({str(src)!r}, {str(tmp_path / 'o.tif')!r}, 'reverse-py',"
+        " mode='processes', jobs=2, block_size=16, params={'cost': 0})\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=cli_env, timeout=60
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("mpraster.errors.WorkerDied: a worker process died"), last
+    assert "unguarded.py calls mpraster.run outside" in last and "guard the call" in last
+    assert not (tmp_path / "o.tif").exists()
