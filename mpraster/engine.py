@@ -1032,7 +1032,7 @@ def run(
         # unguarded call to run() there makes each worker die while it starts.
         raise WorkerDied(
             f"{err}. If {os.path.basename(script)} calls mpraster.run outside "
-            "`if __name__ == \"__main__\":`, every worker re-runs it and dies: guard the call"
+            '`if __name__ == "__main__":`, every worker re-runs it and dies: guard the call'
         ) from err
     stats.wall_seconds = time.perf_counter() - wall_start
     return stats
