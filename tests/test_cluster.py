@@ -2,6 +2,7 @@
 variables set by the test (sbatch/qsub themselves are not here)."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,50 @@ def test_slurm_single_node_script(tmp_path, make_raster, cli_env):
     assert out.read_bytes() == single_run(tmp_path, src)
     again = run_script("slurm-single-node.sbatch", env)
     assert again.returncode == 0 and "is complete; nothing to do" in again.stdout
+
+
+def test_slurm_single_node_script_stopped_at_the_time_limit(tmp_path, make_raster, cli_env):
+    """SLURM's SIGTERM to the batch script: mpraster drains and journals, the script
+    requeues the job (a fake scontrol records it), and the requeued run resumes to the
+    bytes of an uninterrupted one."""
+    src = make_raster((2, 64, 64), "uint8")
+    out = tmp_path / "o.tif"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    scontrol = fake_bin / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    scontrol.chmod(0o755)
+    env = script_env(
+        cli_env,
+        INPUT=src,
+        OUTPUT=out,
+        KERNEL="reverse",
+        PARAMS="-p cost=200000 --block-size 16 --co COMPRESS=DEFLATE",
+        SLURM_CPUS_PER_TASK=2,
+        SLURM_JOB_ID=4242,
+    )
+    env["PATH"] = f"{fake_bin}{os.pathsep}{env['PATH']}"
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPTS / "slurm-single-node.sbatch")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    # The job has started once mpraster logs its first line; then the time limit comes.
+    started = proc.stderr.readline()
+    assert started.startswith("mpraster: start:"), started
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "requeueing to resume" in stdout
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    assert not out.exists() and (tmp_path / "o.tif.partial").exists()
+    again = run_script("slurm-single-node.sbatch", env)
+    assert again.returncode == 0, again.stderr
+    expected = single_run(tmp_path, src, "reverse", {"cost": 0})
+    assert out.read_bytes() == expected
 
 
 def test_pbs_script(tmp_path, make_raster, cli_env):
