@@ -38,6 +38,7 @@ from rasterio.windows import transform as window_transform
 from mpraster import __version__
 from mpraster.errors import (
     Interrupted,
+    KernelNotFoundError,
     OptionError,
     ResumeError,
     UnfinishedRunError,
@@ -69,7 +70,14 @@ from mpraster.journal import (
     journal_path,
     read_journal,
 )
-from mpraster.kernels import Kernel, KernelContext, load_kernel, representable
+from mpraster.kernels import (
+    Kernel,
+    KernelContext,
+    as_kernel,
+    importable,
+    load_kernel,
+    representable,
+)
 from mpraster.plan import (
     WindowTask,
     check_block_size,
@@ -711,7 +719,7 @@ class Job:
 def plan_job(
     inputs: str | os.PathLike | InputSpec | Sequence[str | os.PathLike | InputSpec],
     output: str | os.PathLike,
-    kernel: str | Kernel,
+    kernel: str | Kernel | Callable[..., Any],
     *,
     mode: str = "auto",
     io: str | None = None,
@@ -740,7 +748,7 @@ def plan_job(
     if not specs:
         raise OptionError("no input given; pass at least one raster")
     output = os.fspath(output)
-    kernel = kernel if isinstance(kernel, Kernel) else load_kernel(kernel)
+    kernel = as_kernel(kernel)
     raw_params = dict(params or {})
     if dtype is not None:
         if "dtype" not in kernel.params:
@@ -762,6 +770,12 @@ def plan_job(
             f"got {block_size}"
         )
     mode, io, why = resolve_mode(mode, io, kernel)
+    if mode != "threads" and not importable(kernel.ref):
+        raise KernelNotFoundError(
+            f"kernel '{kernel.name}' ({kernel.ref}) is a lambda or defined inside a function: "
+            f"--mode {mode} workers cannot import it; define it at a module's top level, "
+            "or use --mode threads"
+        )
     if not jobs_given:
         why += "; -j from the CPUs this process may use"
     infos = inspect_inputs(specs)
@@ -914,7 +928,7 @@ class _ResumeSource:
 def run(
     inputs: str | os.PathLike | InputSpec | Sequence[str | os.PathLike | InputSpec],
     output: str | os.PathLike,
-    kernel: str | Kernel,
+    kernel: str | Kernel | Callable[..., Any],
     *,
     mode: str = "auto",
     io: str | None = None,
@@ -943,9 +957,10 @@ def run(
         ``PATH:BANDS`` (``stack.tif:4,3``, ``B5.tif:1``) reads only those bands.
     output : path
         The GeoTIFF to write; it appears only once complete.
-    kernel : str or Kernel
-        A built-in or plugin kernel name, ``package.module:function`` or
-        ``path/to/file.py:function``.
+    kernel : str, Kernel or function
+        A built-in or plugin kernel name, ``package.module:function``,
+        ``path/to/file.py:function``, or the function itself (declared with
+        `mpraster.kernel`, or plain: then it holds the GIL and keeps its input's type).
     mode : {"auto", "threads", "processes", "mpi"}
         ``auto`` picks threads for a GIL-releasing kernel, processes otherwise; ``mpi``
         runs the windows on an ``MPIPoolExecutor`` (start the program with

@@ -414,6 +414,44 @@ def _attribute(module: Any, attr: str, ref: str) -> Callable[..., Any]:
     return func
 
 
+# Kernels handed to the library as objects (functions, `Kernel`s), by ref: workers in
+# this process (threads) find them here, even when their ref cannot be imported.
+_given: dict[str, Kernel] = {}
+
+
+def as_kernel(kernel: str | Kernel | Callable[..., Any]) -> Kernel:
+    """The `Kernel` for what `mpraster.run` was given: a name or reference (see
+    `load_kernel`), a `Kernel`, or a function (decorated with `kernel` or not).
+
+    A function's ref is ``module:qualname``; process workers import it from there (a
+    script's ``__main__`` included: workers re-run the script as their main module).
+
+    Raises
+    ------
+    KernelNotFoundError
+        If ``kernel`` is none of these, or a reference that finds nothing.
+    """
+    if isinstance(kernel, str):
+        return load_kernel(kernel)
+    if isinstance(kernel, Kernel):
+        found = kernel
+    elif callable(kernel):
+        ref = f"{getattr(kernel, '__module__', None)}:{getattr(kernel, '__qualname__', None)}"
+        found = describe(kernel, ref=ref, name=getattr(kernel, "__name__", None))
+    else:
+        raise KernelNotFoundError(
+            f"a kernel is a name, package.module:function, path/to/file.py:function or a "
+            f"function; got {type(kernel).__name__}"
+        )
+    _given[found.ref] = found
+    return found
+
+
+def importable(ref: str) -> bool:
+    """Whether another process can find the kernel ``ref`` (not a lambda or a closure)."""
+    return "<" not in ref
+
+
 def load_kernel(ref: str) -> Kernel:
     """Find a kernel by built-in or plugin name, ``module:function`` or ``file.py:function``.
 
@@ -422,6 +460,8 @@ def load_kernel(ref: str) -> Kernel:
     KernelNotFoundError
         If nothing matches, naming the kernels there are.
     """
+    if ref in _given:
+        return _given[ref]
     if ":" in ref:
         location, _, attr = ref.rpartition(":")
         if location.endswith(".py") or os.sep in location:

@@ -4,6 +4,7 @@ included, in every mode; multiple inputs, band selection, halos, nodata, user ke
 import hashlib
 import itertools
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -532,3 +533,55 @@ def test_focal_extremes_exact_in_every_dtype(dtype, op):
                 hood = grown[b, i : i + 5, j : j + 5].ravel()
                 valid = hood[(hood != nodata) & ~np.isnan(hood.astype(np.float64))]
                 assert got[b, i, j] == pick.reduce(valid), (b, i, j)
+
+
+def test_library_takes_the_function_itself(tmp_path, cli_env):
+    """mpraster.run(..., brighten) from a script: threads use the function as it is,
+    process workers import it from the script, which they re-run as their main module."""
+    src = write_raster(tmp_path / "in.tif", synthetic((2, 40, 30), "uint8"))
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import sys\n"
+        "import mpraster\n\n"
+        "@mpraster.kernel(releases_gil=False)\n"
+        "def brighten(src, *, by: int = 10):\n"
+        "    return (src.astype('int32') + by).clip(0, 255).astype(src.dtype)\n\n"
+        "if __name__ == '__main__':\n"
+        "    for mode in ('threads', 'processes', 'auto'):\n"
+        "        stats = mpraster.run(sys.argv[1], f'{sys.argv[2]}-{mode}.tif', brighten,\n"
+        "                             mode=mode, jobs=2, block_size=16, params={'by': 5})\n"
+        "        print(mode, stats.mode, stats.io)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(src), str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "auto processes workers"
+    with rasterio.open(src) as ds:
+        expected = (ds.read().astype(np.int32) + 5).clip(0, 255).astype(np.uint8)
+    outputs = [
+        (tmp_path / f"o-{mode}.tif").read_bytes() for mode in ("threads", "processes", "auto")
+    ]
+    assert outputs[0] == outputs[1] == outputs[2]
+    with rasterio.open(tmp_path / "o-threads.tif") as ds:
+        assert np.array_equal(ds.read(), expected)
+
+
+def test_closure_kernel_runs_in_threads_and_is_refused_for_processes(tmp_path):
+    src = write_raster(tmp_path / "in.tif", synthetic((1, 20, 20), "int16"))
+    offset = 3
+
+    def shifted(band):
+        return band + np.int16(offset)
+
+    stats = mpraster.run(src, tmp_path / "t.tif", shifted, mode="threads", block_size=16)
+    assert stats.windows == 4
+    with rasterio.open(src) as a, rasterio.open(tmp_path / "t.tif") as b:
+        assert np.array_equal(b.read(), a.read() + np.int16(3))
+    with pytest.raises(mpraster.MprasterError, match="defined inside a function"):
+        mpraster.run(src, tmp_path / "p.tif", shifted, mode="processes")
+    assert not (tmp_path / "p.tif").exists()
