@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +75,7 @@ from mpraster.kernels import (
     as_kernel,
     importable,
     load_kernel,
+    main_script,
     representable,
 )
 from mpraster.plan import (
@@ -772,9 +772,9 @@ def plan_job(
     mode, io, why = resolve_mode(mode, io, kernel)
     if mode != "threads" and not importable(kernel.ref):
         raise KernelNotFoundError(
-            f"kernel '{kernel.name}' ({kernel.ref}) is a lambda or defined inside a function: "
-            f"--mode {mode} workers cannot import it; define it at a module's top level, "
-            "or use --mode threads"
+            f"kernel '{kernel.name}' ({kernel.ref}) is a lambda, defined inside a function or "
+            f"in an interactive session: --mode {mode} workers cannot import it; define it "
+            "at the top level of a module or script, or use --mode threads"
         )
     if not jobs_given:
         why += "; -j from the CPUs this process may use"
@@ -1040,7 +1040,7 @@ def run(
     try:
         stats = execute(job, progress, stop)
     except WorkerDied as err:
-        script = getattr(sys.modules["__main__"], "__file__", None)
+        script = main_script()
         if job.mode != "processes" or script is None:
             raise
         # The classic cause in a script: worker processes re-run the main script, and an

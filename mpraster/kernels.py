@@ -447,8 +447,18 @@ def as_kernel(kernel: str | Kernel | Callable[..., Any]) -> Kernel:
     return found
 
 
+def main_script() -> str | None:
+    """The file of the main module, which process workers re-run; None in an interactive
+    session (a notebook, ``python -`` or ``python -c``)."""
+    path = getattr(sys.modules["__main__"], "__file__", None)
+    return path if path and os.path.isfile(path) else None
+
+
 def importable(ref: str) -> bool:
-    """Whether another process can find the kernel ``ref`` (not a lambda or a closure)."""
+    """Whether another process can find the kernel ``ref``: not a lambda or a closure, nor
+    a function of an interactive session's ``__main__``."""
+    if ref.startswith("__main__:") and main_script() is None:
+        return False
     return "<" not in ref
 
 
