@@ -585,3 +585,21 @@ def test_closure_kernel_runs_in_threads_and_is_refused_for_processes(tmp_path):
     with pytest.raises(mpraster.MprasterError, match="defined inside a function"):
         mpraster.run(src, tmp_path / "p.tif", shifted, mode="processes")
     assert not (tmp_path / "p.tif").exists()
+
+
+def test_kernel_of_an_interactive_session_is_refused_for_processes(tmp_path, cli_env):
+    src = write_raster(tmp_path / "in.tif", synthetic((1, 20, 20), "uint8"))
+    code = (
+        "import mpraster\n"
+        "def f(src):\n"
+        "    return src.copy()\n"
+        f"mpraster.run({str(src)!r}, {str(tmp_path / 'o.tif')!r}, f, mode='processes')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env, timeout=60
+    )
+    assert proc.returncode != 0
+    assert (
+        "(__main__:f) is a lambda, defined inside a function or in an interactive session"
+        in (proc.stderr.strip().splitlines()[-1])
+    )
