@@ -408,7 +408,9 @@ def _load_from_module(module_name: str, attr: str, ref: str) -> Callable[..., An
 
 
 def _attribute(module: Any, attr: str, ref: str) -> Callable[..., Any]:
-    func = getattr(module, attr, None)
+    func = module
+    for part in attr.split("."):  # a qualified name: Class.method
+        func = getattr(func, part, None)
     if not callable(func):
         raise KernelNotFoundError(f"--kernel {ref}: no function '{attr}' in {module.__name__}")
     return func
