@@ -119,17 +119,16 @@ def test_mpi4py_futures_launch_matches_threads(tmp_path, make_raster, mpirun):
     assert out.read_bytes() == threads_reference(tmp_path, src)
 
 
-def test_kernel_failing_on_a_worker_rank(tmp_path, mpirun):
-    src = row_coded(tmp_path)
-    out = tmp_path / "o.tif"
-    proc = mpirun(
+def run_test_kernel(mpirun, src, out, name):
+    """Run one of tests/kernels_for_tests.py under mpiexec -n 3, in 16-pixel windows."""
+    return mpirun(
         "-m",
         "mpraster",
         "run",
         src,
         out,
         "-k",
-        "kernels_for_tests:fail_on_second_row",
+        f"kernels_for_tests:{name}",
         "--mode",
         "mpi",
         "--block-size",
@@ -137,6 +136,12 @@ def test_kernel_failing_on_a_worker_rank(tmp_path, mpirun):
         "--progress",
         "none",
     )
+
+
+def test_kernel_failing_on_a_worker_rank(tmp_path, mpirun):
+    src = row_coded(tmp_path)
+    out = tmp_path / "o.tif"
+    proc = run_test_kernel(mpirun, src, out, "fail_on_second_row")
     assert proc.returncode != 0
     assert (
         "Error: kernel 'fail_on_second_row' failed on window 1 (row 16, col 0, 16x16)"
@@ -152,21 +157,7 @@ def test_worker_rank_that_dies_ends_the_run(tmp_path, mpirun):
     what was written stays journaled in the partial for --resume, as after a SIGKILL."""
     src = row_coded(tmp_path)
     out = tmp_path / "o.tif"
-    proc = mpirun(
-        "-m",
-        "mpraster",
-        "run",
-        src,
-        out,
-        "-k",
-        "kernels_for_tests:exit_worker",
-        "--mode",
-        "mpi",
-        "--block-size",
-        "16",
-        "--progress",
-        "none",
-    )
+    proc = run_test_kernel(mpirun, src, out, "exit_worker")
     assert proc.returncode != 0
     assert not out.exists()
     assert (tmp_path / "o.tif.partial").exists() and (tmp_path / "o.tif.journal").exists()
