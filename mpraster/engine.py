@@ -1065,7 +1065,13 @@ def execute(
     running (its owner shuts it down): MPI mode's, which every rank entered together.
     """
     wall_start = time.perf_counter()
-    stats = RunStats(mode=job.mode, io=job.io, jobs=job.jobs, kernel=job.kernel.name)
+    stats = RunStats(
+        mode=job.mode,
+        io=job.io,
+        jobs=job.jobs,
+        kernel=job.kernel.name,
+        compression=str(job.profile.get("compress") or "").upper(),
+    )
     progress = progress or NullProgress()
     spec = WorkerSpec(
         run_id=next(_run_ids),

@@ -40,6 +40,7 @@ class RunStats:
     io: str = ""
     jobs: int = 0
     kernel: str = ""
+    compression: str = ""  # the output's codec, "" for none
 
     @property
     def mpix_per_second(self) -> float:
@@ -98,10 +99,16 @@ class RunStats:
         parts = f"writing {100 * self.write_seconds / wall:.0f}%" + (
             f", reading {100 * main_read / wall:.0f}%" if self.io == "main" else ""
         )
+        if self.compression:
+            help_writer = (
+                f"try a faster codec than {self.compression} (--co COMPRESS=ZSTD or LZW) or "
+                "none, --co NUM_THREADS=ALL_CPUS"
+            )
+        else:
+            help_writer = "the output is uncompressed: faster storage is what helps"
         advice = {
             "writer": f"writer-bound: the main process was busy {percent} of wall time "
-            f"({parts}); try a faster codec (--co COMPRESS=ZSTD or LZW) or none, "
-            "--co NUM_THREADS=ALL_CPUS"
+            f"({parts}); {help_writer}"
             + (", and --io workers to read in the workers" if self.io == "main" else ""),
             "reader": f"reader-bound: the main process was busy {percent} of wall time "
             f"({parts}); try --io workers to read and decode in parallel",
