@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.transform import from_origin
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "scripts" / "peers"
@@ -90,6 +91,27 @@ def mosaic(path: Path, size: int, compress: str | None) -> Path:
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.write(big)
     tmp.replace(path)
+    return path
+
+
+def write_tiled(path: Path, data: np.ndarray, block: int) -> Path:
+    """Write ``data`` (bands, rows, cols) as a georeferenced GeoTIFF tiled at ``block``."""
+    bands, rows, cols = data.shape
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        dtype=data.dtype.name,
+        count=bands,
+        height=rows,
+        width=cols,
+        crs="EPSG:32618",
+        transform=from_origin(0, 0, 30, 30),
+        tiled=True,
+        blockxsize=block,
+        blockysize=block,
+    ) as dst:
+        dst.write(data)
     return path
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from bench import write_section
-from rasterio.transform import from_origin
+from bench import write_section, write_tiled
 
 from mpraster.builtin_kernels import (
     focal_max,
@@ -160,21 +159,7 @@ def scaling_table(size: int, runs: int, data: Path) -> str:
     if not dem.exists():
         r, c = np.mgrid[0:size, 0:size]
         z = (300 + 40 * np.sin(r / 97.0) * np.cos(c / 53.0) + r * 0.01).astype(np.float32)
-        with rasterio.open(
-            dem,
-            "w",
-            driver="GTiff",
-            dtype="float32",
-            count=1,
-            height=size,
-            width=size,
-            crs="EPSG:32618",
-            transform=from_origin(0, 0, 30, 30),
-            tiled=True,
-            blockxsize=512,
-            blockysize=512,
-        ) as dst:
-            dst.write(z[np.newaxis])
+        write_tiled(dem, z[np.newaxis], 512)
     times: dict[int, list[float]] = {1: [], 2: []}
     for round_ in range(runs + 1):
         for jobs in (1, 2):

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from bench import write_section
-from rasterio.transform import from_origin
+from bench import write_section, write_tiled
 
 import mpraster
 
@@ -45,21 +44,7 @@ CONFIGS = [
 def make_input(path: Path, size: int) -> Path:
     if not path.exists():
         data = np.random.default_rng(0).integers(0, 255, (1, size, size), dtype=np.uint8)
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            dtype="uint8",
-            count=1,
-            height=size,
-            width=size,
-            crs="EPSG:32618",
-            transform=from_origin(0, 0, 30, 30),
-            tiled=True,
-            blockxsize=SMALL,
-            blockysize=SMALL,
-        ) as dst:
-            dst.write(data)
+        write_tiled(path, data, SMALL)
     return path
 
 
