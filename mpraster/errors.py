@@ -96,7 +96,7 @@ class ResumeError(MprasterError, RuntimeError):
 
 
 class MissingDependencyError(MprasterError, ImportError):
-    """An optional dependency (mpi4py for --mode mpi) is not installed."""
+    """MPI is not available: mpi4py or an MPI library is missing, or no MPI launcher started us."""
 
     exit_code = 15
 
@@ -105,6 +105,24 @@ class UnfinishedRunError(MprasterError, FileExistsError):
     """An interrupted run of the same output exists; resume it or start again."""
 
     exit_code = 17
+
+
+class OutputWriteError(MprasterError, OSError):
+    """Writing the output failed (disk full, quota, I/O error, a codec refusing the data)."""
+
+    exit_code = 18
+
+
+class OutputLockedError(MprasterError, BlockingIOError):
+    """Another run is writing the same output (it holds the output's lock)."""
+
+    exit_code = 19
+
+
+class WindowTimeoutError(MprasterError, TimeoutError):
+    """A window took longer than ``--window-timeout`` (a hung read or kernel)."""
+
+    exit_code = 20
 
 
 class Interrupted(MprasterError):
