@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
@@ -54,7 +53,9 @@ from mpraster.io import (
     check_creation_options,
     check_output,
     describe_window,
+    gdal_env,
     inspect_inputs,
+    network_config,
     open_raster,
     output_profile,
     parse_input,
@@ -93,6 +94,10 @@ if TYPE_CHECKING:
     from mpraster.transport import Slot
 
 MODES = ("auto", "threads", "processes", "mpi")
+# Worker threads are named WORKER_THREAD_PREFIX-<run>_<n>, so a stop can find its own.
+WORKER_THREAD_PREFIX = "mpraster-worker"
+# How long a stop waits for a worker thread to finish its window before leaving it behind.
+_THREAD_JOIN_SECONDS = 2.0
 COG_MIN_BLOCK = 128
 IO_PLACEMENTS = ("main", "workers")
 
@@ -162,6 +167,8 @@ class WorkerSpec:
     bands: int
     in_process: bool
     gdal_cache_bytes: int
+    # GDAL configuration every worker process applies (network timeouts and retries).
+    gdal_config: tuple[tuple[str, str], ...] = ()
 
     def context(self, task: WindowTask) -> KernelContext:
         """The `KernelContext` of one window."""
@@ -198,6 +205,7 @@ class _WorkerState:
         self.spec = spec
         self.kernel = load_kernel(spec.kernel_ref)
         self.reader: WindowReader | None = None
+        self.thread = threading.current_thread()
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
         if self.reader is None:
@@ -227,6 +235,10 @@ def _init_worker(spec: WorkerSpec) -> None:
         # GDAL sizes its block cache at 5% of RAM per process unless told otherwise: 24
         # workers would reserve more than the node. Read once, at first use of the cache.
         os.environ["GDAL_CACHEMAX"] = str(spec.gdal_cache_bytes)
+    if spec.in_process:
+        # The main process's GDAL configuration (network timeouts) does not reach another
+        # process; GDAL reads the environment whenever an option is not set otherwise.
+        os.environ.update(spec.gdal_config)
     state = _WorkerState(spec)
     _local.state = state
     if not spec.in_process:
@@ -238,7 +250,10 @@ def _close_thread_states(run_id: int) -> None:
     with _thread_states_lock:
         states = _thread_states.pop(run_id, [])
     for state in states:
-        state.close()
+        # A thread still stuck inside GDAL (a stalled read) keeps its handles: closing a
+        # dataset under a thread that is reading it would crash the process.
+        if not state.thread.is_alive():
+            state.close()
 
 
 def apply_kernel(
@@ -353,7 +368,10 @@ def _read_and_compute(task: WindowTask, slot: Slot | None = None) -> WindowResul
 
 def _thread_executor(jobs: int, spec: WorkerSpec) -> Executor:
     return ThreadPoolExecutor(
-        max_workers=jobs, thread_name_prefix="mpraster", initializer=_init_worker, initargs=(spec,)
+        max_workers=jobs,
+        thread_name_prefix=f"{WORKER_THREAD_PREFIX}-{spec.run_id}",
+        initializer=_init_worker,
+        initargs=(spec,),
     )
 
 
@@ -393,11 +411,13 @@ EXECUTOR_FACTORIES: dict[str, Callable[[int, WorkerSpec], Executor]] = {
 _SPEC_PER_TASK = {"mpi"}
 
 
-def _stop_executor(executor: Executor) -> None:
+def _stop_executor(executor: Executor, run_id: int) -> None:
     """Stop at once after an error or an interrupt: cancel queued work, end process workers.
 
     Process workers ignore SIGTERM (see _init_worker), so they are killed outright, before
-    shutdown: a worker busy on a long window would otherwise hold the run up.
+    shutdown: a worker busy on a long window would otherwise hold the run up. A worker
+    thread cannot be killed: it is given `_THREAD_JOIN_SECONDS` to finish its window, and
+    one stuck inside GDAL (a stalled read) is left behind rather than hanging the stop.
     """
     kill = getattr(executor, "kill_workers", None)  # process pools, Python >= 3.14
     if kill is not None:
@@ -407,7 +427,15 @@ def _stop_executor(executor: Executor) -> None:
         for process in list((getattr(executor, "_processes", None) or {}).values()):
             if process.is_alive():
                 process.kill()
-    executor.shutdown(wait=True, cancel_futures=True)
+    if not isinstance(executor, ThreadPoolExecutor):
+        executor.shutdown(wait=True, cancel_futures=True)
+        return
+    executor.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + _THREAD_JOIN_SECONDS
+    prefix = f"{WORKER_THREAD_PREFIX}-{run_id}_"
+    for thread in threading.enumerate():
+        if thread.name.startswith(prefix):
+            thread.join(max(deadline - time.monotonic(), 0.0))
 
 
 # ---------------------------------------------------------------- the loop
@@ -450,15 +478,16 @@ def _reader_cache_bytes(job: Job) -> int:
 
 
 def _main_gdal_env(cache_bytes: int) -> contextlib.AbstractContextManager:
-    """The main process's GDAL cache (see `Job.main_cache_bytes`).
+    """The main process's GDAL configuration: its cache (see `Job.main_cache_bytes`) and
+    the network timeouts (see `gdal_env`).
 
     The writer's tiles stay in the cache until GDAL flushes them (compressing on its
     NUM_THREADS); bounding the cache bounds the main process's memory, whatever the
     raster's size. A GDAL_CACHEMAX the user set wins.
     """
     if "GDAL_CACHEMAX" in os.environ:
-        return contextlib.nullcontext()
-    return rasterio.Env(GDAL_CACHEMAX=cache_bytes)
+        return gdal_env()
+    return gdal_env(GDAL_CACHEMAX=cache_bytes)
 
 
 # Few tiles over many workers leave workers idle at the end of a run (4 tiles of unequal
@@ -510,7 +539,7 @@ class StopSignal:
 
     Windows in flight are given ``grace`` seconds to finish and be written (a batch system
     kills the job some 30 seconds after its SIGTERM); the rest are dropped and redone by
-    ``--resume``.
+    ``--resume``. A second request stops at once.
     """
 
     def __init__(self, grace: float = 20.0) -> None:
@@ -520,8 +549,12 @@ class StopSignal:
         self.deadline = float("inf")
 
     def set(self, signum: int = signal.SIGINT) -> None:
+        """Ask the run to stop: at once if it was asked before, else after the grace period."""
         self.signum = int(signum)
-        self.deadline = time.monotonic() + self.grace
+        if self._event.is_set():
+            self.deadline = time.monotonic()
+        else:
+            self.deadline = time.monotonic() + self.grace
         self._event.set()
 
     def is_set(self) -> bool:
@@ -778,7 +811,8 @@ def plan_job(
         )
     if not jobs_given:
         why += "; -j from the CPUs this process may use"
-    infos = inspect_inputs(specs)
+    with gdal_env():
+        infos = inspect_inputs(specs)
     names = [str(spec) for spec in specs]
     kernel.check_inputs([i.count for i in infos], names)
     kernel.check_dtypes([i.dtype for i in infos], names)
@@ -1064,6 +1098,16 @@ def execute(
     ``executor``, if given, is used instead of one made for the job's mode, and is left
     running (its owner shuts it down): MPI mode's, which every rank entered together.
     """
+    with _main_gdal_env(job.main_cache_bytes):
+        return _execute(job, progress, stop, executor)
+
+
+def _execute(
+    job: Job,
+    progress: ProgressSink | None,
+    stop: StopSignal | None,
+    executor: Executor | None,
+) -> RunStats:
     wall_start = time.perf_counter()
     stats = RunStats(
         mode=job.mode,
@@ -1085,6 +1129,7 @@ def execute(
         bands=job.bands,
         in_process=job.mode in ("processes", "mpi"),
         gdal_cache_bytes=job.worker_cache_bytes,
+        gdal_config=tuple(network_config().items()),
     )
     main_reader = WindowReader(job.inputs, job.infos, job.kernel.fill) if job.io == "main" else None
     slots = None
@@ -1100,12 +1145,9 @@ def execute(
     checkpoints = Checkpoints(job.fingerprint, len(job.tiles), job.checkpoint_every)
     finished = False
     try:
-        with (
-            _main_gdal_env(job.main_cache_bytes),
-            OutputWriter(
-                job.output, job.profile, job.overwrite, job.cog, checkpoints, job.tags
-            ) as writer,
-        ):
+        with OutputWriter(
+            job.output, job.profile, job.overwrite, job.cog, checkpoints, job.tags
+        ) as writer:
 
             def submit(task: WindowTask) -> Future:
                 if resumed is not None and resumed.has(task):
@@ -1173,7 +1215,7 @@ def execute(
         elif finished:
             executor.shutdown(wait=True)
         else:
-            _stop_executor(executor)
+            _stop_executor(executor, spec.run_id)
         _close_thread_states(spec.run_id)
         if slots is not None:
             slots.close()

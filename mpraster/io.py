@@ -33,6 +33,51 @@ from mpraster.errors import (
 )
 from mpraster.plan import WindowTask
 
+# GDAL (through curl) waits for ever on a stalled HTTP read unless told otherwise. These
+# apply wherever the user's environment or an enclosing rasterio.Env does not set them: a
+# connection that moves less than LOW_SPEED_LIMIT bytes/s for LOW_SPEED_TIME seconds is
+# dropped, and a request that fails with a transient HTTP error is retried.
+NETWORK_DEFAULTS = {
+    "GDAL_HTTP_CONNECTTIMEOUT": "30",
+    "GDAL_HTTP_TIMEOUT": "300",
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+}
+
+
+def network_config() -> dict[str, str]:
+    """The network settings in effect: the user's (environment, rasterio.Env), else ours."""
+    from rasterio.env import get_gdal_config
+
+    config = {}
+    for key, default in NETWORK_DEFAULTS.items():
+        value = get_gdal_config(key)
+        config[key] = default if value is None else str(value)
+    return config
+
+
+def gdal_env(**options: Any) -> rasterio.Env:
+    """A ``rasterio.Env`` with the network settings and ``options``, for the main thread.
+
+    Entered in the main thread it sets GDAL's process-wide configuration, which worker
+    threads and GDAL's own threads see too; worker processes apply `network_config`.
+    """
+    return rasterio.Env(**network_config(), **options)
+
+
+def is_local_path(name: str) -> bool:
+    """Whether ``name`` is a plain file path rather than another GDAL dataset name.
+
+    ``/vsicurl/...``, ``/vsizip/...``, ``http://...``, ``s3://...`` and subdataset names
+    (``NETCDF:file.nc:var``, ``HDF5:...``, ``GTIFF_DIR:...``) are GDAL's to resolve.
+    """
+    return not (
+        name.startswith("/vsi") or "://" in name or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", name)
+    )
+
+
 # Creation options that would break the tile-aligned plan; --block-size owns them.
 _RESERVED_CREATION_OPTIONS = {"tiled", "blockxsize", "blockysize", "driver"}
 
@@ -122,29 +167,35 @@ def _looks_like_tiff(path: str) -> bool:
 def open_raster(path: str) -> rasterio.io.DatasetReader:
     """Open ``path`` for reading with a handle of its own.
 
+    ``path`` may be any GDAL dataset name (see `is_local_path`); only a plain path is
+    checked on the local filesystem first.
+
     Raises
     ------
     InputNotFoundError
-        If there is no file at ``path``.
+        If there is no file at ``path`` (or GDAL says a remote or virtual one does not exist).
     NotARasterError
         If GDAL cannot open it as a raster.
     RasterReadError
         If it is a TIFF that GDAL cannot open (truncated or corrupt).
     """
-    if not os.path.exists(path):
+    local = is_local_path(path)
+    if local and not os.path.exists(path):
         raise InputNotFoundError(f"input not found: {path}; check the path")
-    if os.path.isdir(path):
+    if local and os.path.isdir(path):
         raise NotARasterError(f"input is a folder, not a raster: {path}")
     try:
         return rasterio.open(path, sharing=False)
     except RasterioError as err:
-        if _looks_like_tiff(path):
+        said = _one_line(err)
+        if not local and re.search(r"does not exist|No such file|response code[^0-9]*404", said):
+            raise InputNotFoundError(f"input not found: {path}: {said}") from err
+        if local and _looks_like_tiff(path):
             raise RasterReadError(
-                f"cannot read {path}: {_one_line(err)}; the file may be truncated or corrupt"
+                f"cannot read {path}: {said}; the file may be truncated or corrupt"
             ) from err
         raise NotARasterError(
-            f"cannot open {path} as a raster: {_one_line(err)}; give a GeoTIFF or another "
-            "format GDAL reads"
+            f"cannot open {path} as a raster: {said}; give a GeoTIFF or another format GDAL reads"
         ) from err
 
 
@@ -163,6 +214,8 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
     infos = []
     for spec in specs:
         with open_raster(spec.path) as src:
+            if src.count == 0:
+                raise NotARasterError(_no_bands(spec.path, src.subdatasets))
             bands = spec.bands or tuple(range(1, src.count + 1))
             missing = [b for b in bands if b > src.count]
             if missing:
@@ -204,6 +257,17 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
             "warp one onto the other first (rio warp --like)"
         )
     return infos
+
+
+def _no_bands(path: str, subdatasets: Sequence[str]) -> str:
+    """The message for a dataset without bands of its own (a netCDF or HDF5 container)."""
+    if not subdatasets:
+        return f"{path} has no raster bands; give a raster with at least one band"
+    shown = ", ".join(subdatasets[:4]) + (", ..." if len(subdatasets) > 4 else "")
+    return (
+        f"{path} holds no bands of its own but {len(subdatasets)} subdatasets; pass one of "
+        f"them as the input: {shown}"
+    )
 
 
 def _fill_value(nodata: float | None, dtype: np.dtype) -> float:

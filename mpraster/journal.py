@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mpraster.errors import ResumeError
+from mpraster.io import is_local_path
 
 FORMAT = 1
 # Checkpoint about every this many bytes of output (a whole number of tile windows).
@@ -48,7 +49,13 @@ def fingerprint(description: Mapping[str, Any]) -> str:
 
 
 def input_identity(path: str) -> dict[str, Any]:
-    """What identifies an input file's content cheaply: path, size and modification time."""
+    """What identifies an input's content cheaply: path, size and modification time.
+
+    A name that is not a local file (a URL, ``/vsi...``, a subdataset) is identified by the
+    name alone.
+    """
+    if not is_local_path(path):
+        return {"path": path}
     stat = os.stat(path)
     return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
