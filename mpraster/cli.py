@@ -7,6 +7,7 @@ shown only with ``--verbose``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -16,10 +17,12 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rio import options as rio_options  # rio's own --co/--profile and --overwrite
 
 from mpraster import mpi
@@ -150,6 +153,46 @@ def _fail(err: MprasterError, verbose: bool = False) -> NoReturn:
         traceback.print_exception(err, file=sys.stderr)
     click.echo(f"Error: {err}", err=True)
     _flush_and_exit(err.exit_code)
+
+
+# Warnings that are about rasterio's or affine's own code, not about the user's data.
+_QUIET_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
+    """One line per distinct warning that concerns the user, in the order first seen."""
+    lines: dict[str, None] = {}
+    for record in caught:
+        if issubclass(record.category, _QUIET_CATEGORIES):
+            continue
+        if issubclass(record.category, NotGeoreferencedWarning):
+            line = (
+                "an input has no georeferencing (no geotransform, GCPs or RPCs); "
+                "the output has none either"
+            )
+        else:
+            line = " ".join(str(record.message).split())
+        lines.setdefault(line)
+    return list(lines)
+
+
+def _one_line_warnings(command: Callable[..., None]) -> Callable[..., None]:
+    """Run a command with its warnings gathered and shown once each, in one line, at its end.
+
+    rasterio warns once per dataset opened (every window reader, every worker) and Python
+    echoes the source line under each: a raster without georeferencing would fill the
+    terminal. A command that fails shows its error line alone.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            command(*args, **kwargs)
+        for line in _warning_lines(caught):
+            click.echo(f"mpraster: warning: {line}", err=True)
+
+    return wrapper
 
 
 @click.group("mpraster", context_settings={"help_option_names": ["-h", "--help"]})
@@ -283,10 +326,18 @@ def main() -> None:
     help="On SIGTERM/SIGINT, seconds to let windows in flight finish before stopping.",
 )
 @click.option(
+    "--window-timeout",
+    type=float,
+    default=None,
+    metavar="S",
+    help="Fail the run when a window takes longer than S seconds (a hung filesystem).",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Check everything and print the plan; read no pixels."
 )
 @quiet_opt
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks (a worker's too) on error.")
+@_one_line_warnings
 def run_command(
     files,
     kernel_ref,
@@ -313,6 +364,7 @@ def run_command(
     shard,
     checkpoint_mb,
     stop_grace,
+    window_timeout,
     dry_run,
     quiet,
     verbose,
@@ -353,6 +405,7 @@ def run_command(
             resume=resume,
             checkpoint_mb=checkpoint_mb,
             shard=parse_shard(shard) if shard else None,
+            window_timeout=window_timeout,
         )
         with contextlib.ExitStack() as stack:
             executor = None
@@ -387,6 +440,7 @@ def run_command(
 @rio_options.overwrite_opt
 @progress_opt
 @quiet_opt
+@_one_line_warnings
 def merge_command(output: str, overwrite: bool, progress: str, quiet: bool) -> None:
     """Assemble the shards of a --shard run into OUTPUT.
 

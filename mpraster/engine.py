@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
@@ -41,6 +43,7 @@ from mpraster.errors import (
     ResumeError,
     UnfinishedRunError,
     WindowFailed,
+    WindowTimeoutError,
     WorkerDied,
 )
 from mpraster.io import (
@@ -239,6 +242,8 @@ def _init_worker(spec: WorkerSpec) -> None:
         # The main process's GDAL configuration (network timeouts) does not reach another
         # process; GDAL reads the environment whenever an option is not set otherwise.
         os.environ.update(spec.gdal_config)
+        # The main process has said so once already, when it planned the run.
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
     state = _WorkerState(spec)
     _local.state = state
     if not spec.in_process:
@@ -580,6 +585,7 @@ def _schedule(
     max_in_flight: int,
     stats: RunStats,
     stop: StopSignal | None = None,
+    window_timeout: float | None = None,
 ) -> None:
     """Submit as results drain, keep at most ``max_in_flight`` windows, write in plan order.
 
@@ -589,6 +595,9 @@ def _schedule(
 
     Raises
     ------
+    WindowTimeoutError
+        If a window has been running (reading or computing in a worker) for longer than
+        ``window_timeout`` seconds: a hung network filesystem or kernel.
     Interrupted
         Once ``stop`` is set: nothing more is submitted, the windows in flight are finished
         and written, and then it raises (never in the middle of starting a worker process,
@@ -596,6 +605,7 @@ def _schedule(
     """
     pending: dict[Future, WindowTask] = {}
     ready: dict[int, WindowResult] = {}
+    started: dict[Future, float] = {}  # when each pending window was first seen running
     submitted = written = 0
     while written < len(tasks):
         draining = stop is not None and stop.is_set()
@@ -621,13 +631,36 @@ def _schedule(
         # In plan order, so that of several failed windows the first is reported.
         for future in sorted(done, key=lambda f: pending[f].index):
             task = pending.pop(future)
+            started.pop(future, None)
             try:
                 ready[task.index] = future.result()
             except BrokenExecutor as err:
                 raise _worker_died(err, [task, *pending.values()]) from err
+        if window_timeout is not None:
+            _check_window_times(pending, started, window_timeout)
         while written < len(tasks) and tasks[written].index in ready:
             write(tasks[written], ready.pop(tasks[written].index))
             written += 1
+
+
+def _check_window_times(
+    pending: Mapping[Future, WindowTask], started: dict[Future, float], timeout: float
+) -> None:
+    """Raise `WindowTimeoutError` for the first window running longer than ``timeout``.
+
+    A window's clock starts when its future is first seen running (a process pool marks a
+    window running when it queues it to a worker, so its clock may start a window early).
+    """
+    now = time.monotonic()
+    for future, task in sorted(pending.items(), key=lambda item: item[1].index):
+        if future.running():
+            since = started.setdefault(future, now)
+            if now - since > timeout:
+                raise WindowTimeoutError(
+                    f"window {describe_window(task)} ran for more than {timeout:g} s "
+                    "(--window-timeout): a read or the kernel hung (a stalled network "
+                    "filesystem?); check the input's storage, or give more time"
+                )
 
 
 @dataclass(frozen=True)
@@ -656,6 +689,7 @@ class Job:
     resume_from: JournalState | None = None
     checkpoint_bytes: int = CHECKPOINT_BYTES
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    window_timeout: float | None = None
 
     @property
     def tiles(self) -> list[Window]:
@@ -769,6 +803,7 @@ def plan_job(
     resume: bool = False,
     checkpoint_mb: float = CHECKPOINT_BYTES / 2**20,
     shard: tuple[int, int] | None = None,
+    window_timeout: float | None = None,
 ) -> Job:
     """Check every input and option and plan the run, without reading any pixel.
 
@@ -795,6 +830,8 @@ def plan_job(
     jobs = _check_count(jobs, "-j/--jobs") if jobs_given else default_jobs()
     if not checkpoint_mb > 0:
         raise OptionError(f"--checkpoint-mb must be more than 0, got {checkpoint_mb}")
+    if window_timeout is not None and not window_timeout > 0:
+        raise OptionError(f"--window-timeout must be more than 0 seconds, got {window_timeout}")
     prefetch = _check_count(prefetch, "--prefetch")
     check_block_size(block_size)
     if cog is not None and block_size < COG_MIN_BLOCK:
@@ -891,6 +928,7 @@ def plan_job(
         resume_from=resume_from,
         checkpoint_bytes=int(checkpoint_mb * 2**20),
         tags=tags,
+        window_timeout=window_timeout,
     )
 
 
@@ -979,6 +1017,7 @@ def run(
     resume: bool = False,
     checkpoint_mb: float = CHECKPOINT_BYTES / 2**20,
     shard: tuple[int, int] | None = None,
+    window_timeout: float | None = None,
     progress: ProgressSink | str | None = None,
     stop: StopSignal | None = None,
 ) -> RunStats:
@@ -1031,6 +1070,9 @@ def run(
     shard : (int, int), optional
         Do only share ``i`` of ``n`` (0-based) of the tile windows, into
         ``OUTPUT.shardIIIIofNNNN.tif``; `merge_shards` assembles the shards.
+    window_timeout : float, optional
+        Fail the run (naming the window) when a window runs longer than this many seconds
+        in a worker: a hung network filesystem then ends the job instead of stalling it.
     progress : ProgressSink or str, optional
         Where to report progress: a sink, or ``"auto"``, ``"bar"``, ``"log"``, ``"json"``
         or ``"none"`` as the CLI's ``--progress`` (on stderr); default none.
@@ -1070,6 +1112,7 @@ def run(
         resume=resume,
         checkpoint_mb=checkpoint_mb,
         shard=shard,
+        window_timeout=window_timeout,
     )
     try:
         stats = execute(job, progress, stop)
@@ -1193,7 +1236,7 @@ def _execute(
 
             progress.start(len(job.tasks), sum(t.pixels for t in job.tasks))
             try:
-                _schedule(job.tasks, submit, write, job.in_flight, stats, stop)
+                _schedule(job.tasks, submit, write, job.in_flight, stats, stop, job.window_timeout)
             except (Interrupted, KeyboardInterrupt):
                 writer.stop()
                 raise

@@ -313,9 +313,15 @@ class WindowReader:
         try:
             data = src.read(list(info.bands), window=inner)
         except RasterioError as err:
+            cause = (
+                "the file may be truncated or corrupt"
+                if is_local_path(src.name)
+                else "the network read failed after GDAL's timeouts and retries (set by "
+                "GDAL_HTTP_LOW_SPEED_TIME, GDAL_HTTP_TIMEOUT, GDAL_HTTP_MAX_RETRY)"
+            )
             raise RasterReadError(
                 f"reading {src.name} failed at window {describe_window(task)}: "
-                f"{_one_line(err)}; the file may be truncated or corrupt"
+                f"{_one_line(err)}; {cause}"
             ) from err
         top = int(inner.row_off - read.row_off)
         left = int(inner.col_off - read.col_off)

