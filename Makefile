@@ -1,6 +1,11 @@
-# mpraster: everything runs in a project-local virtual environment (.venv).
+# mpraster: everything runs in a project-local virtual environment, one per Python version
+# (.venv-3.11, .venv-3.13, ...): `make test PYTHON=python3.13` builds and tests on 3.13.
 PYTHON ?= python3
-VENV   := .venv
+PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifeq ($(PYVER),)
+$(error PYTHON=$(PYTHON) is not a Python interpreter that runs here)
+endif
+VENV   := .venv-$(PYVER)
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -21,6 +26,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 test: install
+	$(BIN)/python -c 'import sys, rasterio; print(f"mpraster tests: Python {sys.version.split()[0]}, rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}")'
 	$(BIN)/python -m pytest
 
 test-fast: install
