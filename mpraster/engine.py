@@ -82,6 +82,7 @@ from mpraster.kernels import (
     main_script,
     representable,
 )
+from mpraster.lock import OutputLock, check_not_locked
 from mpraster.plan import (
     WindowTask,
     check_block_size,
@@ -903,6 +904,8 @@ def plan_job(
         output = shard_path(output, index, count)
         job_fingerprint = fingerprint({"job": job_fingerprint, "shard": [index, count]})
         cog = None
+    # Before looking at leftovers: a running run's partial is not an interrupted one.
+    check_not_locked(output)
     check_output(output, overwrite)
     resume_from = _previous_run(output, job_fingerprint, resume, overwrite)
     return Job(
@@ -961,6 +964,35 @@ def _previous_run(
             "--overwrite instead of --resume to start this one afresh"
         )
     return state
+
+
+def _check_previous_run_unchanged(job: Job) -> None:
+    """Under the output's lock: the interrupted run the plan found (or not) is still so.
+
+    Another run may have finished, continued or left one between `plan_job` and
+    `execute` (a library caller may plan long before it executes).
+
+    Raises
+    ------
+    ResumeError
+        If the run to resume is gone or has changed.
+    UnfinishedRunError
+        If an interrupted run appeared that neither ``resume`` nor ``overwrite`` covers.
+    """
+    found = None
+    if os.path.exists(partial_path(job.output)):
+        found = read_journal(journal_path(job.output))
+    if found == job.resume_from or (job.resume_from is None and job.overwrite):
+        return
+    if job.resume_from is None:
+        raise UnfinishedRunError(
+            f"an interrupted run of {job.output} was left after this run was planned; "
+            "run the command again (with --resume to finish it)"
+        )
+    raise ResumeError(
+        f"the interrupted run of {job.output} changed after this run was planned (another "
+        "run finished or continued it); run the command again"
+    )
 
 
 class _ResumeSource:
@@ -1138,14 +1170,23 @@ def execute(
 ) -> RunStats:
     """Run a planned `Job`; see `run`.
 
+    The output's lock is held from before anything touches the partial, the journal or
+    an interrupted run's leftovers until the output is in place and they are cleaned up.
+
     ``executor``, if given, is used instead of one made for the job's mode, and is left
     running (its owner shuts it down): MPI mode's, which every rank entered together.
+
+    Raises
+    ------
+    OutputLockedError
+        At once, if another run is writing the same output; nothing of it is touched.
     """
-    with _main_gdal_env(job.main_cache_bytes):
-        return _execute(job, progress, stop, executor)
+    with OutputLock(job.output), _main_gdal_env(job.main_cache_bytes):
+        _check_previous_run_unchanged(job)
+        return _execute_locked(job, progress, stop, executor)
 
 
-def _execute(
+def _execute_locked(
     job: Job,
     progress: ProgressSink | None,
     stop: StopSignal | None,

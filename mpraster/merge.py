@@ -22,6 +22,7 @@ from mpraster.io import (
     partial_path,
 )
 from mpraster.journal import checksum, fingerprint
+from mpraster.lock import OutputLock
 from mpraster.plan import plan_windows, shard_path, shard_range, tile_windows
 from mpraster.progress import NullProgress, ProgressSink, RunStats
 
@@ -38,9 +39,17 @@ def merge_shards(
     ------
     ResumeError
         If a shard is missing or unfinished (named), or the shards are of different jobs.
+    OutputLockedError
+        At once, if another merge or run is writing ``output``; nothing of it is touched.
     """
-    wall_start = time.perf_counter()
     output = os.fspath(output)
+    # One merge (or run) per output, as `mpraster.engine.execute`.
+    with OutputLock(output):
+        return _merge_shards_locked(output, overwrite, progress)
+
+
+def _merge_shards_locked(output: str, overwrite: bool, progress: ProgressSink | None) -> RunStats:
+    wall_start = time.perf_counter()
     pattern = re.compile(re.escape(output) + r"\.shard(\d{4})of(\d{4})\.tif$")
     found = {}
     for path in glob.glob(glob.escape(output) + ".shard*of*.tif"):

@@ -42,3 +42,15 @@ def hang(src: np.ndarray, *, row: int = 16) -> np.ndarray:
 
         threading.Event().wait()
     return src.copy()
+
+
+@kernel(releases_gil=True)
+def wait_for_file(src: np.ndarray, *, row: int = 16, path: str = "") -> np.ndarray:
+    """On the window starting at ``row``, wait until ``path`` exists (a gate the test opens)."""
+    if _window_starts_at(src, row):
+        import time
+
+        # A gate, not a timer: the test creates the file when it wants the run to go on.
+        while not os.path.exists(path):
+            time.sleep(0.005)
+    return src.copy()
