@@ -15,13 +15,14 @@ blocks whose creator is gone.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing import shared_memory
+from multiprocessing import shared_memory, util
 
 import numpy as np
 
@@ -198,11 +199,37 @@ class SlotPool:
 # A worker's attached blocks, by name: attaching costs a system call and a mapping, so each
 # block is attached once per worker and reused for every window that comes through it.
 _attached: dict[str, shared_memory.SharedMemory] = {}
+# Blocks `detach_all` could not close yet: a kernel still holds a view of them.
+_still_viewed: list[shared_memory.SharedMemory] = []
+# The process that registered `detach_all` to run at its exit.
+_detaches_at_exit: int | None = None
+
+
+def detach_all() -> None:
+    """Close the blocks this process attached; a worker does so when it exits.
+
+    A block that an array still views is closed by a later call, or unmapped when the
+    process ends.
+    """
+    global _still_viewed
+    blocks = [*_still_viewed, *_attached.values()]
+    _attached.clear()
+    _still_viewed = []
+    for block in blocks:
+        try:
+            block.close()
+        except BufferError:
+            _still_viewed.append(block)
 
 
 def _attach(name: str) -> shared_memory.SharedMemory:
+    global _detaches_at_exit
     block = _attached.get(name)
     if block is None:
+        if _detaches_at_exit != os.getpid():
+            # Pool workers end through multiprocessing's exit handlers, not atexit's.
+            util.Finalize(None, detach_all, exitpriority=0)
+            _detaches_at_exit = os.getpid()
         if sys.version_info >= (3, 13):
             block = shared_memory.SharedMemory(name=name, track=False)
         else:
@@ -213,17 +240,23 @@ def _attach(name: str) -> shared_memory.SharedMemory:
     return block
 
 
+def _view(
+    block: shared_memory.SharedMemory, offset: int, shape: Sequence[int], dtype: np.dtype
+) -> np.ndarray:
+    # Through np.frombuffer, an array holds the block's buffer for as long as it lives, so
+    # closing the block fails instead of unmapping memory the array still points at
+    # (np.ndarray(buffer=...) keeps only a reference to the mapping: reading it then
+    # crashes the process).
+    return np.frombuffer(block.buf, dtype, math.prod(shape), offset).reshape(shape)
+
+
 def slot_inputs(slot: Slot) -> list[np.ndarray]:
     """The input arrays the main process put in ``slot`` (in a worker)."""
     block = _attach(slot.name)
-    return [
-        np.ndarray(shape, np.dtype(dtype), buffer=block.buf, offset=offset)
-        for offset, shape, dtype in slot.inputs
-    ]
+    return [_view(block, offset, shape, np.dtype(dtype)) for offset, shape, dtype in slot.inputs]
 
 
 def put_result(slot: Slot, data: np.ndarray) -> None:
     """Copy a worker's result into ``slot``."""
     block = _attach(slot.name)
-    view = np.ndarray(data.shape, data.dtype, buffer=block.buf, offset=slot.output_offset)
-    view[...] = data
+    _view(block, slot.output_offset, data.shape, data.dtype)[...] = data
