@@ -106,7 +106,7 @@ def test_sigkill_of_the_main_process_leaves_nothing_behind(tmp_path, mpraster_cm
             os.unlink(os.path.join(SHM_DIR, name))
 
 
-def test_a_worker_whose_main_process_is_gone_exits(tmp_path):
+def test_a_worker_whose_main_process_is_gone_exits():
     """Even if the main process died before the worker's watchdog started."""
     reader, writer = multiprocessing.Pipe(duplex=False)
     worker = multiprocessing.get_context("forkserver").Process(
