@@ -95,6 +95,8 @@ from mpraster.plan import (
 from mpraster.progress import NullProgress, ProgressSink, RunStats, make_progress
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from mpraster.transport import Slot
 
 MODES = ("auto", "threads", "processes", "mpi")
@@ -252,6 +254,26 @@ def _init_worker(spec: WorkerSpec) -> None:
             _thread_states.setdefault(spec.run_id, []).append(state)
 
 
+def _init_process_worker(spec: WorkerSpec, lifeline: Connection) -> None:
+    """Set up a process worker that ends as soon as the main process is gone (see `_lifeline`)."""
+    threading.Thread(
+        target=_exit_with_main, args=(lifeline,), name="mpraster-lifeline", daemon=True
+    ).start()
+    _init_worker(spec)
+
+
+def _exit_with_main(lifeline: Connection) -> None:
+    """Wait for the end of the main process's lifeline, then end this worker at once.
+
+    Nothing is ever sent on it: reading returns only once the main process is gone, even
+    if it died before this thread started. A kernel that holds the GIL in compiled code
+    delays this thread until it lets go of it (at the end of its window at the latest).
+    """
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()
+    os._exit(1)
+
+
 def _close_thread_states(run_id: int) -> None:
     with _thread_states_lock:
         states = _thread_states.pop(run_id, [])
@@ -381,6 +403,45 @@ def _thread_executor(jobs: int, spec: WorkerSpec) -> Executor:
     )
 
 
+# This process's lifeline to its process workers: (read end, write end).
+_lifeline_ends: tuple[Connection, Connection] | None = None
+
+
+def _lifeline() -> Connection:
+    """The read end of a pipe whose write end only this process holds, for its workers.
+
+    Without it, the workers of a main process killed outright (SIGKILL, the OOM killer)
+    live on: their parent is the forkserver, not the main process, and each holds both
+    ends of its call queue's pipe, so no end of file reaches it. They keep the forkserver
+    alive (it waits for every holder of its "alive" pipe to close it) and the resource
+    tracker (it waits for every holder of its pipe, and only then unlinks the run's shared
+    memory and semaphores), and all of them keep the caller's stdout and stderr open.
+    Whatever ends this process, the kernel closes the write end, and every worker's
+    `_exit_with_main` thread sees end of file: how the forkserver itself learns that its
+    clients are gone.
+    """
+    global _lifeline_ends
+    if _lifeline_ends is None:
+        import multiprocessing
+
+        _lifeline_ends = multiprocessing.Pipe(duplex=False)
+    return _lifeline_ends[0]
+
+
+def _forget_lifeline() -> None:
+    # A child forked from this process must not hold the write end: this process's workers
+    # would outlive this process for as long as the child lives.
+    global _lifeline_ends
+    if _lifeline_ends is not None:
+        for end in _lifeline_ends:
+            end.close()
+        _lifeline_ends = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_lifeline)
+
+
 def _process_executor(jobs: int, spec: WorkerSpec) -> Executor:
     # Imported here: multiprocessing costs start-up time that thread runs need not pay.
     import multiprocessing
@@ -397,7 +458,10 @@ def _process_executor(jobs: int, spec: WorkerSpec) -> Executor:
     else:
         context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(spec,)
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_init_process_worker,
+        initargs=(spec, _lifeline()),
     )
 
 

@@ -13,6 +13,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from mpraster.transport import SHM_DIR, block_creator
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TESTS = Path(__file__).resolve().parent
 
@@ -82,14 +84,46 @@ def rgb_byte() -> Path:
     return path
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of process ``pid``, from /proc; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(stat.rpartition(b")")[2].split()[1])
+
+
+def in_this_tree(pid: int) -> bool:
+    """Whether ``pid`` is this process or a live descendant of it."""
+    ancestor: int | None = pid
+    while ancestor:  # up to pid 0, init's parent
+        if ancestor == os.getpid():
+            return True
+        ancestor = parent_pid(ancestor)
+    return False
+
+
 def _shared_memory_blocks() -> set[str]:
-    shm = Path("/dev/shm")
-    return {p.name for p in shm.iterdir() if p.name.startswith("psm_")} if shm.is_dir() else set()
+    """mpraster's blocks made by this process or a live descendant (the name says which).
+
+    Blocks of other jobs on the machine, mpraster's or not, are none of the suite's business.
+    """
+    shm = Path(SHM_DIR)
+    if not shm.is_dir():
+        return set()
+    return {
+        p.name
+        for p in shm.iterdir()
+        if (creator := block_creator(p.name)) is not None and in_this_tree(creator[0])
+    }
 
 
 @pytest.fixture(autouse=True)
 def no_leaked_workers():
-    """Fail a test that leaves worker threads, processes or shared memory behind."""
+    """Fail a test that leaves worker threads, processes or shared memory behind.
+
+    Only this process's own: its children, and the shared memory of its process tree.
+    """
     threads_before = {t.ident for t in threading.enumerate()}
     shm_before = _shared_memory_blocks()
     yield

@@ -1,6 +1,10 @@
-import numpy as np
+import os
 
-from mpraster.transport import SlotPool, put_result, slot_inputs
+import numpy as np
+import pytest
+
+from mpraster import transport
+from mpraster.transport import SlotPool, block_creator, detach_all, put_result, slot_inputs
 
 
 def test_slots_carry_inputs_and_results_and_are_reused():
@@ -18,5 +22,44 @@ def test_slots_carry_inputs_and_results_and_are_reused():
         assert other.index != slot.index
         pool.release(slot)
         assert pool.acquire().index == slot.index
+    finally:
+        pool.close()
+        detach_all()
+
+
+def test_blocks_are_named_after_their_creator_and_locked(monkeypatch):
+    pool = SlotPool(2, input_bytes=64, output_bytes=64)
+    try:
+        names = [pool.acquire().name for _ in range(2)]
+        started = transport.process_start(os.getpid())
+        assert [block_creator(name) for name in names] == [(os.getpid(), started or "0")] * 2
+        assert block_creator("psm_1234") is None and block_creator("mpraster-x-1-ab") is None
+        if not os.path.isdir(transport.SHM_DIR) or started is None:
+            pytest.skip("no /dev/shm and /proc: blocks are neither locked nor cleaned up")
+        # Seen from a pid namespace where this process does not exist, old enough: only
+        # the pool's lock keeps its blocks.
+        monkeypatch.setattr(transport, "process_start", lambda pid: "elsewhere")
+        monkeypatch.setattr(transport, "_NEW_BLOCK_SECONDS", -60.0)
+        assert not set(names) & set(transport.remove_dead_blocks())
+        assert all(os.path.exists(os.path.join(transport.SHM_DIR, name)) for name in names)
+    finally:
+        pool.close()
+
+
+def test_detach_all_closes_attached_blocks_once_no_array_views_them():
+    pool = SlotPool(2, input_bytes=128, output_bytes=64)
+    try:
+        viewed = pool.acquire([np.ones((1, 4, 4))])
+        done = pool.acquire([np.ones((1, 4, 4))])
+        arrays = slot_inputs(viewed)  # a kernel still holds them
+        slot_inputs(done)
+        attached = dict(transport._attached)
+        detach_all()
+        assert attached[done.name].buf is None  # closed
+        assert attached[viewed.name] in transport._still_viewed
+        assert arrays[0].sum() == 16  # still mapped
+        del arrays
+        detach_all()
+        assert not transport._attached and not transport._still_viewed
     finally:
         pool.close()
