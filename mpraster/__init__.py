@@ -2,18 +2,23 @@
 
 __version__ = "0.1.0"
 
-from mpraster.engine import Job, default_jobs, execute, plan_job, run
 from mpraster.errors import MprasterError
+from mpraster.execute import execute, run
 from mpraster.io import CogOptions
+from mpraster.job import Job, plan_job
 from mpraster.kernels import Kernel, kernel, load_kernel
-from mpraster.progress import RunStats
+from mpraster.options import RunOptions, default_jobs
+from mpraster.schedule import StopSignal
+from mpraster.stats import RunStats
 
 __all__ = [
     "CogOptions",
     "Job",
     "Kernel",
     "MprasterError",
+    "RunOptions",
     "RunStats",
+    "StopSignal",
     "default_jobs",
     "execute",
     "kernel",

@@ -25,21 +25,19 @@ import click
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rio import options as rio_options  # rio's own --co/--profile and --overwrite
 
-from mpraster import mpi
-from mpraster.engine import (
-    IO_PLACEMENTS,
-    MODES,
-    WORKER_THREAD_PREFIX,
-    StopSignal,
-    execute,
-    plan_job,
-)
 from mpraster.errors import MprasterError
+from mpraster.execute import execute
 from mpraster.io import RESAMPLING_METHODS, CogOptions, parse_overviews
+from mpraster.job import plan_job
 from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
 from mpraster.merge import merge_shards
-from mpraster.plan import parse_shard
+from mpraster.modes.mpi import comm_executor
+from mpraster.modes.mpi import worker_count as mpi_worker_count
+from mpraster.modes.threads import WORKER_THREAD_PREFIX
+from mpraster.options import IO_PLACEMENTS, MODES, RunOptions
 from mpraster.progress import PROGRESS_KINDS, make_progress
+from mpraster.schedule import StopSignal
+from mpraster.windows import parse_shard
 
 # Options that more than one command takes (rio's own --co and --overwrite come from
 # rasterio.rio.options).
@@ -387,35 +385,35 @@ def run_command(
     watch = _SignalWatch(stop_grace)
     stop = watch.stop
     try:
-        plan = dict(
-            mode=mode,
-            io=io,
-            jobs=jobs,
-            params=params,
-            bidx=bidx,
-            dtype="uint8" if dtype == "ubyte" else dtype,
-            nodata=nodata,
-            prefetch=prefetch,
-            block_size=block_size,
-            creation_options=creation_options,
-            overwrite=overwrite,
-            cog=CogOptions(parse_overviews(overviews), resampling)
-            if cog or driver.upper() == "COG"
-            else None,
-            resume=resume,
-            checkpoint_mb=checkpoint_mb,
-            shard=parse_shard(shard) if shard else None,
-            window_timeout=window_timeout,
-        )
         with contextlib.ExitStack() as stack:
             executor = None
             if mode == "mpi":
                 # Every rank enters MPI mode first, so that no rank waits for one that failed.
-                executor = stack.enter_context(mpi.comm_executor())
+                executor = stack.enter_context(comm_executor())
                 if executor is None:
                     return  # an MPI worker rank: it served windows until rank 0 was done
-                plan["jobs"] = jobs or mpi.worker_count()
-            job = plan_job(inputs, output, kernel_ref, **plan)
+                jobs = jobs or mpi_worker_count()
+            options = RunOptions(
+                mode=mode,
+                io=io,
+                jobs=jobs,
+                params=params,
+                bidx=bidx,
+                dtype="uint8" if dtype == "ubyte" else dtype,
+                nodata=nodata,
+                prefetch=prefetch,
+                block_size=block_size,
+                creation_options=creation_options,
+                overwrite=overwrite,
+                cog=CogOptions(parse_overviews(overviews), resampling)
+                if cog or driver.upper() == "COG"
+                else None,
+                resume=resume,
+                checkpoint_mb=checkpoint_mb,
+                shard=parse_shard(shard) if shard else None,
+                window_timeout=window_timeout,
+            )
+            job = plan_job(inputs, output, kernel_ref, options)
             if dry_run:
                 click.echo(job.describe())
                 return

@@ -29,6 +29,10 @@ class NotARasterError(MprasterError, OSError):
     exit_code = 4
 
 
+class MixedBandTypesError(NotARasterError):
+    """The bands asked of an input are of different data types."""
+
+
 class RasterReadError(MprasterError, OSError):
     """Reading a window of an input failed (a truncated or corrupt file)."""
 
@@ -39,6 +43,10 @@ class KernelNotFoundError(MprasterError, LookupError):
     """No kernel has the given name or reference."""
 
     exit_code = 6
+
+
+class KernelDefinitionError(KernelNotFoundError):
+    """A kernel cannot be used as declared (a parameter without a default or a usable type)."""
 
 
 class KernelParameterError(MprasterError, ValueError):
@@ -93,6 +101,10 @@ class ResumeError(MprasterError, RuntimeError):
     """A run cannot be resumed: another job's journal, a damaged partial, or none to resume."""
 
     exit_code = 16
+
+
+class ShardMergeError(ResumeError):
+    """The shards of a ``--shard`` run cannot be merged: missing, unfinished or of other jobs."""
 
 
 class MissingDependencyError(MprasterError, ImportError):

@@ -25,13 +25,14 @@ from rasterio.windows import Window
 from mpraster.errors import (
     InputMismatchError,
     InputNotFoundError,
+    MixedBandTypesError,
     NotARasterError,
     OptionError,
     OutputExistsError,
     OutputPathError,
     RasterReadError,
 )
-from mpraster.plan import WindowTask
+from mpraster.windows import WindowTask, describe_window
 
 # GDAL (through curl) waits for ever on a stalled HTTP read unless told otherwise. These
 # apply wherever the user's environment or an enclosing rasterio.Env does not set them: a
@@ -225,7 +226,7 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
                 )
             dtypes = {src.dtypes[b - 1] for b in bands}
             if len(dtypes) > 1:
-                raise NotARasterError(
+                raise MixedBandTypesError(
                     f"{spec.path} has bands of different data types {sorted(dtypes)}; "
                     "select bands of one type (PATH:BANDS or --bidx)"
                 )
@@ -340,14 +341,6 @@ class WindowReader:
         for dataset in self.datasets:
             dataset.close()
         self.datasets = []
-
-
-def describe_window(task: WindowTask) -> str:
-    """A short, human name for a task's window."""
-    w = task.window
-    return (
-        f"{task.index} (row {int(w.row_off)}, col {int(w.col_off)}, {int(w.height)}x{int(w.width)})"
-    )
 
 
 def output_profile(
@@ -618,7 +611,7 @@ class OutputWriter:
         self._stopped = False
 
     def __enter__(self) -> OutputWriter:
-        from mpraster.journal import Journal, journal_path
+        from mpraster.resume import Journal, journal_path
 
         check_output(self.target, self.overwrite)
         try:
@@ -708,3 +701,34 @@ class OutputWriter:
                     self._remove_partial()
         elif exc_info[0] is not None and not self._stopped:
             self._remove_partial()
+
+
+class TileAssembly:
+    """Hands results to the writer one whole tile window at a time, in plan order.
+
+    A tile window cut into row strips is assembled here first, so the writer never writes
+    part of a tile: GDAL would hold the part in its cache, and under cache pressure flush it
+    early and rewrite it later, which would make the file's layout depend on timing.
+    """
+
+    def __init__(self, writer: OutputWriter, dtype: np.dtype, bands: int) -> None:
+        self.writer = writer
+        self.dtype = dtype
+        self.bands = bands
+        self._buffer: np.ndarray | None = None
+
+    def add(self, task: WindowTask, data: np.ndarray, known: int | None = None) -> None:
+        """Take one window's result; ``known``: its checksum, if it is a whole tile's."""
+        from mpraster.resume import checksum
+
+        if task.parts == 1:
+            self.writer.write(data, task.tile, checksum(data) if known is None else known)
+            return
+        if task.part == 0:
+            shape = (self.bands, int(task.tile.height), int(task.tile.width))
+            self._buffer = np.empty(shape, dtype=self.dtype)
+        start, stop = task.rows_in_tile
+        self._buffer[:, start:stop] = data
+        if task.part == task.parts - 1:
+            self.writer.write(self._buffer, task.tile, checksum(self._buffer))
+            self._buffer = None

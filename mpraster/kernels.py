@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mpraster.errors import (
+    KernelDefinitionError,
     KernelDtypeError,
     KernelInputError,
     KernelNotFoundError,
@@ -327,13 +328,13 @@ def _params_of(func: Callable[..., Any], name: str) -> dict[str, Param]:
         if isinstance(annotation, str):
             annotation = {t.__name__: t for t in _PARAM_TYPES}.get(annotation, annotation)
         if arg.default is inspect.Parameter.empty:
-            raise KernelNotFoundError(
+            raise KernelDefinitionError(
                 f"kernel '{name}': parameter '{arg.name}' needs a default value"
             )
         if annotation is inspect.Parameter.empty:
             annotation = type(arg.default)
         if annotation not in _PARAM_TYPES:
-            raise KernelNotFoundError(
+            raise KernelDefinitionError(
                 f"kernel '{name}': parameter '{arg.name}' must be annotated int, float, "
                 f"bool or str, not {annotation!r}"
             )
@@ -416,11 +417,6 @@ def _attribute(module: Any, attr: str, ref: str) -> Callable[..., Any]:
     return func
 
 
-# Kernels handed to the library as objects (functions, `Kernel`s), by ref: workers in
-# this process (threads) find them here, even when their ref cannot be imported.
-_given: dict[str, Kernel] = {}
-
-
 def as_kernel(kernel: str | Kernel | Callable[..., Any]) -> Kernel:
     """The `Kernel` for what `mpraster.run` was given: a name or reference (see
     `load_kernel`), a `Kernel`, or a function (decorated with `kernel` or not).
@@ -436,17 +432,14 @@ def as_kernel(kernel: str | Kernel | Callable[..., Any]) -> Kernel:
     if isinstance(kernel, str):
         return load_kernel(kernel)
     if isinstance(kernel, Kernel):
-        found = kernel
-    elif callable(kernel):
+        return kernel
+    if callable(kernel):
         ref = f"{getattr(kernel, '__module__', None)}:{getattr(kernel, '__qualname__', None)}"
-        found = describe(kernel, ref=ref, name=getattr(kernel, "__name__", None))
-    else:
-        raise KernelNotFoundError(
-            f"a kernel is a name, package.module:function, path/to/file.py:function or a "
-            f"function; got {type(kernel).__name__}"
-        )
-    _given[found.ref] = found
-    return found
+        return describe(kernel, ref=ref, name=getattr(kernel, "__name__", None))
+    raise KernelNotFoundError(
+        f"a kernel is a name, package.module:function, path/to/file.py:function or a "
+        f"function; got {type(kernel).__name__}"
+    )
 
 
 def main_script() -> str | None:
@@ -472,8 +465,6 @@ def load_kernel(ref: str) -> Kernel:
     KernelNotFoundError
         If nothing matches, naming the kernels there are.
     """
-    if ref in _given:
-        return _given[ref]
     if ":" in ref:
         location, _, attr = ref.rpartition(":")
         if location.endswith(".py") or os.sep in location:

@@ -9,9 +9,10 @@ import re
 import time
 
 import numpy as np
+from rasterio.io import DatasetReader
 
-from mpraster.engine import _main_gdal_env, default_jobs
-from mpraster.errors import ResumeError
+from mpraster.budget import main_gdal_env
+from mpraster.errors import ShardMergeError
 from mpraster.io import (
     Checkpoints,
     CogOptions,
@@ -21,10 +22,12 @@ from mpraster.io import (
     output_profile,
     partial_path,
 )
-from mpraster.journal import checksum, fingerprint
 from mpraster.lock import OutputLock
-from mpraster.plan import plan_windows, shard_path, shard_range, tile_windows
-from mpraster.progress import NullProgress, ProgressSink, RunStats
+from mpraster.options import default_jobs
+from mpraster.progress import NullProgress, ProgressSink
+from mpraster.resume import checksum, fingerprint
+from mpraster.stats import RunStats
+from mpraster.windows import plan_windows, shard_path, shard_range, tile_windows
 
 
 def merge_shards(
@@ -37,104 +40,49 @@ def merge_shards(
 
     Raises
     ------
-    ResumeError
+    ShardMergeError
         If a shard is missing or unfinished (named), or the shards are of different jobs.
     OutputLockedError
         At once, if another merge or run is writing ``output``; nothing of it is touched.
     """
     output = os.fspath(output)
-    # One merge (or run) per output, as `mpraster.engine.execute`.
+    # One merge (or run) per output, as `mpraster.execute.execute`.
     with OutputLock(output):
         return _merge_shards_locked(output, overwrite, progress)
 
 
 def _merge_shards_locked(output: str, overwrite: bool, progress: ProgressSink | None) -> RunStats:
     wall_start = time.perf_counter()
-    pattern = re.compile(re.escape(output) + r"\.shard(\d{4})of(\d{4})\.tif$")
-    found = {}
-    for path in glob.glob(glob.escape(output) + ".shard*of*.tif"):
-        match = pattern.match(path)
-        if match:
-            found[int(match[1])] = (path, int(match[2]))
-    if not found:
-        raise ResumeError(f"no shards of {output} found ({output}.shardIIIIofNNNN.tif)")
-    counts = {count for _, count in found.values()}
-    if len(counts) > 1:
-        raise ResumeError(f"shards of {output} come from runs cut in {sorted(counts)} parts")
-    count = counts.pop()
-    missing = [i for i in range(count) if i not in found]
-    if missing:
-        unfinished = [
-            i for i in missing if os.path.exists(partial_path(shard_path(output, i, count)))
-        ]
-        raise ResumeError(
-            f"shards {', '.join(map(str, missing))} of {count} of {output} are not finished"
-            + (
-                f" (run shards {', '.join(map(str, unfinished))} again with --resume)"
-                if unfinished
-                else ""
-            )
-        )
-    sources = [open_raster(found[i][0]) for i in range(count)]
+    paths = _finished_shards(output)
+    sources = [open_raster(path) for path in paths]
     try:
         tags = [src.tags() for src in sources]
         if len({t.get("MPRASTER_JOB") for t in tags}) != 1:
-            raise ResumeError(f"the shards of {output} are not all of the same job; run them again")
+            raise ShardMergeError(
+                f"the shards of {output} are not all of the same job; run them again"
+            )
         plan = json.loads(tags[0]["MPRASTER_PLAN"])
         first = sources[0]
-        info = InputInfo(
-            first.name,
-            tuple(range(1, first.count + 1)),
-            first.dtypes[0],
-            first.height,
-            first.width,
-            first.crs,
-            first.transform,
-            first.nodata,
-        )
-        dtype = np.dtype(first.dtypes[0])
-        profile = output_profile(
-            info,
-            dtype,
-            first.count,
-            plan["block_size"],
-            plan["creation_options"],
-            default_jobs(),
-            first.nodata,
-        )
-        cog = CogOptions(**plan["cog"]) if plan["cog"] else None
-        if cog is not None and isinstance(cog.overviews, list):
-            cog = CogOptions(tuple(cog.overviews), cog.resampling)
         tiles = tile_windows(plan_windows(first.height, first.width, plan["block_size"]))
+        dtype = np.dtype(first.dtypes[0])
         every = max(
             1,
             int(plan["checkpoint_mb"] * 2**20)
             // (first.count * dtype.itemsize * plan["block_size"] ** 2),
         )
-        stats = RunStats(mode="merge", io="main", jobs=1, kernel="merge")
-        progress = progress or NullProgress()
-        progress.start(len(tiles), first.height * first.width)
         checkpoints = Checkpoints(
             fingerprint({"merge": tags[0]["MPRASTER_JOB"]}), len(tiles), every
         )
+        progress = progress or NullProgress()
+        progress.start(len(tiles), first.height * first.width)
+        stats = RunStats(mode="merge", io="main", jobs=1, kernel="merge")
         with (
-            _main_gdal_env(64 << 20),
-            OutputWriter(output, profile, overwrite, cog, checkpoints) as writer,
+            main_gdal_env(64 << 20),
+            OutputWriter(
+                output, _merged_profile(first, plan), overwrite, _cog(plan), checkpoints
+            ) as writer,
         ):
-            for number, tile in enumerate(tiles):
-                owner = next(i for i in range(count) if number in shard_range(len(tiles), i, count))
-                start = time.perf_counter()
-                data = sources[owner].read(window=tile)
-                stats.read_seconds += time.perf_counter() - start
-                start = time.perf_counter()
-                writer.write(data, tile, checksum(data))
-                stats.write_seconds += time.perf_counter() - start
-                pixels = int(tile.height) * int(tile.width)
-                stats.windows += 1
-                stats.pixels += pixels
-                stats.bytes_read += data.nbytes
-                stats.bytes_written += data.nbytes
-                progress.advance(1, pixels)
+            _copy_tiles(sources, tiles, writer, stats, progress)
             writer.commit()
         progress.close()
     finally:
@@ -143,3 +91,93 @@ def _merge_shards_locked(output: str, overwrite: bool, progress: ProgressSink | 
     stats.wall_seconds = time.perf_counter() - wall_start
     progress.finish(stats)
     return stats
+
+
+def _finished_shards(output: str) -> list[str]:
+    """The paths of all N shards of ``output``, in order.
+
+    Raises
+    ------
+    ShardMergeError
+        If there are none, they come from runs cut differently, or some are not finished.
+    """
+    pattern = re.compile(re.escape(output) + r"\.shard(\d{4})of(\d{4})\.tif$")
+    found = {}
+    for path in glob.glob(glob.escape(output) + ".shard*of*.tif"):
+        match = pattern.match(path)
+        if match:
+            found[int(match[1])] = (path, int(match[2]))
+    if not found:
+        raise ShardMergeError(f"no shards of {output} found ({output}.shardIIIIofNNNN.tif)")
+    counts = {count for _, count in found.values()}
+    if len(counts) > 1:
+        raise ShardMergeError(f"shards of {output} come from runs cut in {sorted(counts)} parts")
+    count = counts.pop()
+    missing = [i for i in range(count) if i not in found]
+    if missing:
+        unfinished = [
+            i for i in missing if os.path.exists(partial_path(shard_path(output, i, count)))
+        ]
+        again = f" (run shards {', '.join(map(str, unfinished))} again with --resume)"
+        raise ShardMergeError(
+            f"shards {', '.join(map(str, missing))} of {count} of {output} are not finished"
+            + (again if unfinished else "")
+        )
+    return [found[i][0] for i in range(count)]
+
+
+def _merged_profile(first: DatasetReader, plan: dict) -> dict:
+    """The profile an unsharded run of the shards' job would have written."""
+    info = InputInfo(
+        first.name,
+        tuple(range(1, first.count + 1)),
+        first.dtypes[0],
+        first.height,
+        first.width,
+        first.crs,
+        first.transform,
+        first.nodata,
+    )
+    return output_profile(
+        info,
+        np.dtype(first.dtypes[0]),
+        first.count,
+        plan["block_size"],
+        plan["creation_options"],
+        default_jobs(),
+        first.nodata,
+    )
+
+
+def _cog(plan: dict) -> CogOptions | None:
+    if not plan["cog"]:
+        return None
+    cog = plan["cog"]
+    overviews = cog["overviews"]
+    return CogOptions(tuple(overviews) if isinstance(overviews, list) else overviews,
+                      cog["resampling"])  # fmt: skip
+
+
+def _copy_tiles(
+    sources: list[DatasetReader],
+    tiles: list,
+    writer: OutputWriter,
+    stats: RunStats,
+    progress: ProgressSink,
+) -> None:
+    """Write every tile window, in plan order, from the shard that holds it."""
+    count = len(sources)
+    for number, tile in enumerate(tiles):
+        owner = next(i for i in range(count) if number in shard_range(len(tiles), i, count))
+        start = time.perf_counter()
+        data = sources[owner].read(window=tile)
+        stats.read_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        writer.write(data, tile, checksum(data))
+        stats.write_seconds += time.perf_counter() - start
+        pixels = int(tile.height) * int(tile.width)
+        stats.windows += 1
+        stats.pixels += pixels
+        stats.bytes_read += data.nbytes
+        stats.bytes_written += data.nbytes
+        progress.advance(1, pixels)

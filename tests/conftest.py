@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from mpraster.transport import SHM_DIR, block_creator
+from mpraster.modes.transport import SHM_DIR, block_creator
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TESTS = Path(__file__).resolve().parent

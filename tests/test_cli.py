@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from mpraster.engine import default_jobs
+from mpraster.options import default_jobs
 
 
 def run(cmd, env, *args, check=True):

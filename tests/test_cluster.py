@@ -13,7 +13,7 @@ from test_mpi import MPIEXEC
 import mpraster
 from mpraster.errors import OptionError, ResumeError
 from mpraster.merge import merge_shards
-from mpraster.plan import parse_shard
+from mpraster.windows import parse_shard
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "cluster"
 BIN = Path(sys.executable).parent

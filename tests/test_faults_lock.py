@@ -194,7 +194,7 @@ def test_a_resume_planned_before_another_run_finished_it_is_refused(tmp_path):
     src = coded(tmp_path)
     out = tmp_path / "o.tif"
     kwargs = library_kwargs(tmp_path)
-    stop = mpraster.engine.StopSignal(grace=0)
+    stop = mpraster.StopSignal(grace=0)
 
     class StopAfterOne(NullProgress):
         def advance(self, windows, pixels):

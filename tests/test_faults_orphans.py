@@ -15,8 +15,8 @@ import pytest
 from conftest import parent_pid, write_raster
 
 import mpraster
-from mpraster import engine
-from mpraster.transport import SHM_DIR, process_start
+from mpraster.modes.processes import exit_with_main
+from mpraster.modes.transport import SHM_DIR, process_start
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not os.path.isdir(SHM_DIR),
@@ -110,7 +110,7 @@ def test_a_worker_whose_main_process_is_gone_exits():
     """Even if the main process died before the worker's watchdog started."""
     reader, writer = multiprocessing.Pipe(duplex=False)
     worker = multiprocessing.get_context("forkserver").Process(
-        target=engine._exit_with_main, args=(reader,)
+        target=exit_with_main, args=(reader,)
     )
     writer.close()
     worker.start()

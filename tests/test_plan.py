@@ -1,7 +1,7 @@
 import pytest
 
 from mpraster.errors import OptionError
-from mpraster.plan import plan_windows
+from mpraster.windows import plan_windows
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import pytest
 
 import mpraster
 from mpraster.errors import OptionError
-from mpraster.progress import RunStats
+from mpraster.stats import RunStats
 
 
 @pytest.mark.parametrize(

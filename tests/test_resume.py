@@ -212,7 +212,7 @@ def test_damaged_partial_is_refused(tmp_path):
     src = coded(tmp_path)
     out = tmp_path / "o.tif"
     kwargs = dict(jobs=1, block_size=16, params={"cost": 0}, checkpoint_mb=0.0001)
-    stop = mpraster.engine.StopSignal(grace=0)
+    stop = mpraster.StopSignal(grace=0)
     stop.set(signal.SIGTERM)  # stops before anything is submitted
     with pytest.raises(mpraster.MprasterError, match="after 0 of 10 windows"):
         mpraster.run(src, out, "reverse", stop=stop, **kwargs)
@@ -222,7 +222,7 @@ def test_damaged_partial_is_refused(tmp_path):
     with rasterio.open(src) as a, rasterio.open(out) as b:
         assert np.array_equal(b.read(), a.read()[::-1])
     # A partial whose pixels changed after it was journaled is not trusted.
-    stop = mpraster.engine.StopSignal(grace=0)
+    stop = mpraster.StopSignal(grace=0)
     out2 = tmp_path / "o2.tif"
 
     class StopAfter(mpraster.progress.NullProgress):

@@ -3,6 +3,7 @@ reference, and byte-identical files across all of them."""
 
 import hashlib
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ import rasterio
 from conftest import DTYPES
 
 import mpraster
-from mpraster import engine
+from mpraster import budget
+from mpraster.io import OutputWriter
 from mpraster.progress import LogProgress
 
 MATRIX = list(itertools.product(["threads", "processes"], ["main", "workers"], [1, 2, 3]))
@@ -122,25 +124,23 @@ def test_creation_options_and_bytes_across_jobs(tmp_path, make_raster):
 
 def test_in_flight_windows_are_bounded(tmp_path, make_raster, monkeypatch):
     """At most jobs * prefetch windows are held between submission and write."""
-    import mpraster.engine as engine
-
     src = make_raster((1, 160, 160), "uint8")
     held, peak = set(), [0]
-    real_submit = engine.ThreadPoolExecutor.submit
+    real_submit = ThreadPoolExecutor.submit
 
     def submit(self, fn, task, *args):
         held.add(task.index)
         peak[0] = max(peak[0], len(held))
         return real_submit(self, fn, task, *args)
 
-    real_write = engine.OutputWriter.write
+    real_write = OutputWriter.write
 
     def write(self, array, window, checksum=None):
         held.discard(int(window.row_off // 16 * 10 + window.col_off // 16))
         return real_write(self, array, window, checksum)
 
-    monkeypatch.setattr(engine.ThreadPoolExecutor, "submit", submit)
-    monkeypatch.setattr(engine.OutputWriter, "write", write)
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    monkeypatch.setattr(OutputWriter, "write", write)
     mpraster.run(
         src,
         tmp_path / "o.tif",
@@ -229,7 +229,7 @@ def test_gdal_cache_is_sized_to_the_windows_not_the_raster(tmp_path, make_raster
     def caches(side, kernel="reverse", tiled=True):
         src = make_raster((1, side, side), "uint8", tiled=tiled, block=32)
         job = mpraster.plan_job(src, tmp_path / f"o{side}.tif", kernel, jobs=2, block_size=32)
-        return engine._reader_cache_bytes(job), job.main_cache_bytes, job.memory_estimate()
+        return budget.reader_cache_bytes(job), job.main_cache_bytes, job.memory_estimate()
 
     # Tiled input on the window grid, no halo: no block is read twice, nothing to cache.
     assert caches(256) == caches(512)

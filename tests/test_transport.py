@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from mpraster import transport
-from mpraster.transport import SlotPool, block_creator, detach_all, put_result, slot_inputs
+from mpraster.modes import transport
+from mpraster.modes.transport import SlotPool, block_creator, detach_all, put_result, slot_inputs
 
 
 def test_slots_carry_inputs_and_results_and_are_reused():

@@ -183,3 +183,11 @@ def tile_windows(tasks: Iterable[WindowTask]) -> list[Window]:
             seen.add(key)
             tiles.append(task.tile)
     return tiles
+
+
+def describe_window(task: WindowTask) -> str:
+    """A short, human name for a task's window."""
+    w = task.window
+    return (
+        f"{task.index} (row {int(w.row_off)}, col {int(w.col_off)}, {int(w.height)}x{int(w.width)})"
+    )

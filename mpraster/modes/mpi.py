@@ -14,11 +14,25 @@ mpi4py is imported only here, and only for MPI mode: importing it initialises MP
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 from collections.abc import Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from mpraster.errors import MissingDependencyError
+from mpraster.modes import Backend
+from mpraster.worker import (
+    WindowResult,
+    WorkerSpec,
+    compute_with_spec,
+    read_and_compute_with_spec,
+)
+
+if TYPE_CHECKING:
+    from mpraster.windows import WindowTask
 
 
 def _mpi():
@@ -77,3 +91,25 @@ def pool_executor(jobs: int) -> Executor:
     from mpi4py.futures import MPIPoolExecutor
 
     return MPIPoolExecutor(max_workers=jobs)
+
+
+class MpiBackend(Backend):
+    """Windows on MPI ranks: each comes with the `WorkerSpec`, as ranks serve any run.
+
+    ``executor`` is the one every rank entered together (`comm_executor`); its owner shuts
+    it down. Without one, an ``MPIPoolExecutor`` is made and shut down here.
+    """
+
+    def __init__(self, jobs: int, spec: WorkerSpec, executor: Executor | None = None) -> None:
+        self._owned = executor is None
+        self._spec = dataclasses.replace(spec, kernel=None)
+        super().__init__(executor or pool_executor(jobs))
+
+    def submit(self, task: WindowTask, arrays: list[np.ndarray] | None) -> Future[WindowResult]:
+        if arrays is None:
+            return self.executor.submit(read_and_compute_with_spec, self._spec, task)
+        return self.executor.submit(compute_with_spec, self._spec, task, arrays)
+
+    def close(self, finished: bool) -> None:
+        if self._owned:
+            super().close(finished)

@@ -1,0 +1,103 @@
+"""Memory budgets: GDAL's block cache per process, from the windows in flight.
+
+GDAL sizes its block cache at 5% of RAM per process unless told otherwise: 24 workers would
+reserve more than the node, and a main process writing a large compressed output would
+hold tiles by the gigabyte. Here each process gets what its reads and writes reuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mpraster.io import gdal_env
+
+if TYPE_CHECKING:
+    from mpraster.job import Job
+
+# The smallest GDAL block cache a process gets, whatever the windows need: room for GDAL's
+# own bookkeeping and a few blocks.
+MIN_CACHE_BYTES = 4 << 20
+
+
+def reuses_blocks(job: Job) -> bool:
+    """Whether input blocks are read by more than one window.
+
+    They are when windows overlap (a halo), when tiles are cut into row strips, or when an
+    input's blocks do not fit the window grid (a striped file: each strip spans every
+    window of its row). Then a row of windows' blocks is worth caching, so that each block
+    is decoded once; otherwise a cached block is never used again.
+    """
+    if job.halo or any(task.parts > 1 for task in job.tasks):
+        return True
+    return any(
+        (info.height > job.block_size and job.block_size % info.block_shape[0])
+        or (info.width > job.block_size and job.block_size % info.block_shape[1])
+        for info in job.infos
+    )
+
+
+def reader_cache_bytes(job: Job) -> int:
+    """GDAL cache one reader (one dataset handle per input) needs; see `reuses_blocks`."""
+    if not reuses_blocks(job):
+        window_in, _ = job.window_bytes()
+        return job.in_flight * window_in
+    total = 0
+    for info in job.infos:
+        rows_of_blocks, cols_of_blocks = info.block_shape
+        rows = (-(-(job.block_size + 2 * job.halo) // rows_of_blocks) + 1) * rows_of_blocks
+        cols = -(-info.width // cols_of_blocks) * cols_of_blocks
+        total += rows * cols * info.count * np.dtype(info.dtype).itemsize
+    return total
+
+
+def main_cache_bytes(job: Job) -> int:
+    """GDAL block cache of the main process.
+
+    The writer's tiles of the windows in flight, and the readers that share the main
+    process: its own (``--io main``), or each thread's handles (threads with
+    ``--io workers``; GDAL caches blocks per handle).
+    """
+    tile = job.bands * job.dtype.itemsize * job.block_size**2
+    budget = 2 * job.in_flight * tile
+    if job.io == "main":
+        budget += reader_cache_bytes(job)
+    elif job.mode == "threads":
+        budget += job.jobs * reader_cache_bytes(job)
+    return max(budget, MIN_CACHE_BYTES)
+
+
+def worker_cache_bytes(job: Job) -> int:
+    """GDAL block cache of each worker process (processes and MPI modes)."""
+    reader = reader_cache_bytes(job) if job.io == "workers" else 0
+    return max(reader, MIN_CACHE_BYTES)
+
+
+def memory_estimate(job: Job) -> dict[str, int]:
+    """Bytes of pixel data held at the peak: windows in flight and GDAL caches.
+
+    The interpreter, NumPy and GDAL themselves add some 70 MiB per process on top.
+    """
+    window_in, window_out = job.window_bytes()
+    # Process workers hold their own copy of what they read and return.
+    copies = 2 if job.mode == "processes" else 1
+    caches = main_cache_bytes(job)
+    if job.mode == "processes":
+        caches += job.jobs * worker_cache_bytes(job)
+    windows = job.in_flight * (window_in + window_out) * copies
+    return {"windows": windows, "gdal_cache": caches, "total": windows + caches}
+
+
+def main_gdal_env(cache_bytes: int) -> contextlib.AbstractContextManager:
+    """The main process's GDAL configuration: its block cache and the network timeouts.
+
+    The writer's tiles stay in the cache until GDAL flushes them (compressing on its
+    NUM_THREADS); bounding the cache bounds the main process's memory, whatever the
+    raster's size. A GDAL_CACHEMAX the user set wins.
+    """
+    if "GDAL_CACHEMAX" in os.environ:
+        return gdal_env()
+    return gdal_env(GDAL_CACHEMAX=cache_bytes)

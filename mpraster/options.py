@@ -1,0 +1,180 @@
+"""How to run a job: one frozen options object, checked once, and the choices it leads to.
+
+`RunOptions` holds every option of `mpraster.run` but the inputs, the output and the
+kernel. The CLI builds one from its flags, the library from keyword arguments; the
+planner (`mpraster.job`) reads it. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mpraster.errors import OptionError
+from mpraster.windows import check_block_size
+
+if TYPE_CHECKING:
+    from mpraster.kernels import Kernel
+    from mpraster.output import CogOptions
+
+MODES = ("auto", "threads", "processes", "mpi")
+IO_PLACEMENTS = ("main", "workers")
+COG_MIN_BLOCK = 128
+# Checkpoint about every this many megabytes of output (a whole number of tile windows).
+CHECKPOINT_MB = 64.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every option of a run, checked when made.
+
+    Parameters
+    ----------
+    mode : {"auto", "threads", "processes", "mpi"}
+        ``auto`` picks threads for a GIL-releasing kernel, processes otherwise; ``mpi``
+        runs the windows on MPI ranks (see `mpraster.modes.mpi`).
+    io : {"main", "workers"}, optional
+        Who reads the windows; default from the mode (see `RunOptions.placement`).
+    jobs : int, optional
+        Number of workers; default `default_jobs`.
+    params : mapping
+        Kernel parameters, as strings (``-p name=value``) or typed values.
+    bidx : str, optional
+        Bands to read (``"4,3"``, ``"1-3"``) from every input that names none, as rio's
+        ``--bidx``.
+    dtype : str, optional
+        Output data type, for kernels with a ``dtype`` parameter (``rescale``).
+    nodata : float, optional
+        The output's nodata value, instead of the kernel's choice.
+    prefetch : int
+        Windows in flight per worker; at most ``jobs * prefetch`` are held at once.
+    block_size : int
+        Window and output tile size (a multiple of 16).
+    creation_options : mapping
+        GDAL GTiff creation options (``COMPRESS=DEFLATE``, ``NUM_THREADS=2``, ...).
+    overwrite : bool
+        Replace an existing output (only once the new one is complete).
+    cog : CogOptions, optional
+        Write a Cloud-Optimized GeoTIFF (with overviews) instead of a plain tiled one.
+    resume : bool
+        Finish an interrupted run of the same job from its journal instead of refusing to
+        start over it; windows it had written are not computed again.
+    checkpoint_mb : float
+        Output megabytes between checkpoints (a run killed outright loses at most the
+        windows since the last one).
+    shard : (int, int), optional
+        Do only share ``i`` of ``n`` (0-based) of the tile windows, into
+        ``OUTPUT.shardIIIIofNNNN.tif``; `mpraster.merge.merge_shards` assembles them.
+    window_timeout : float, optional
+        Fail the run (naming the window) when a window runs longer than this many seconds
+        in a worker: a hung network filesystem then ends the job instead of stalling it.
+
+    Raises
+    ------
+    OptionError
+        For any value mpraster cannot use, naming the option.
+    """
+
+    mode: str = "auto"
+    io: str | None = None
+    jobs: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    bidx: str | None = None
+    dtype: str | None = None
+    nodata: float | None = None
+    prefetch: int = 2
+    block_size: int = 512
+    creation_options: Mapping[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    cog: CogOptions | None = None
+    resume: bool = False
+    checkpoint_mb: float = CHECKPOINT_MB
+    shard: tuple[int, int] | None = None
+    window_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        # None from a caller means "the default": a mapping is always there afterwards.
+        object.__setattr__(self, "params", dict(self.params or {}))
+        object.__setattr__(self, "creation_options", dict(self.creation_options or {}))
+        if self.mode not in MODES:
+            raise OptionError(f"unknown --mode '{self.mode}'; choose one of {', '.join(MODES)}")
+        if self.io is not None and self.io not in IO_PLACEMENTS:
+            raise OptionError(f"unknown --io '{self.io}'; choose one of {', '.join(IO_PLACEMENTS)}")
+        if self.jobs is not None:
+            _check_count(self.jobs, "-j/--jobs")
+        _check_count(self.prefetch, "--prefetch")
+        check_block_size(self.block_size)
+        if self.cog is not None and self.block_size < COG_MIN_BLOCK:
+            raise OptionError(
+                f"a COG needs --block-size of {COG_MIN_BLOCK} or more (GDAL's COG driver), "
+                f"got {self.block_size}"
+            )
+        if not self.checkpoint_mb > 0:
+            raise OptionError(f"--checkpoint-mb must be more than 0, got {self.checkpoint_mb}")
+        if self.window_timeout is not None and not self.window_timeout > 0:
+            raise OptionError(
+                f"--window-timeout must be more than 0 seconds, got {self.window_timeout}"
+            )
+
+    @classmethod
+    def of(cls, options: RunOptions | None = None, **changes: Any) -> RunOptions:
+        """``options`` (or the defaults) with ``changes``, as `run` and `plan_job` take them.
+
+        Raises
+        ------
+        TypeError
+            For a keyword that is not an option.
+        """
+        if options is None:
+            return cls(**changes)
+        return dataclasses.replace(options, **changes) if changes else options
+
+    @property
+    def worker_count(self) -> int:
+        """``jobs``, or the CPUs this process may use (`default_jobs`)."""
+        return self.jobs if self.jobs is not None else default_jobs()
+
+    def placement(self, kernel: Kernel) -> tuple[str, str, str]:
+        """Choose the mode and I/O placement for ``kernel``; returns (mode, io, why).
+
+        ``auto`` runs a GIL-releasing kernel in threads with main I/O, and one that holds
+        the GIL in processes with worker I/O, so that neither the kernel nor the decoding
+        is serialised by the GIL. MPI ranks may be on other nodes: each reads its own
+        windows from the shared filesystem.
+        """
+        mode, io = self.mode, self.io
+        if mode == "mpi":
+            mode, io, why = mode, io or "workers", "--mode mpi was given"
+        elif mode != "auto":
+            mode, io, why = mode, io or "main", f"--mode {mode} was given"
+        elif kernel.releases_gil:
+            mode, io, why = "threads", io or "main", f"kernel '{kernel.name}' releases the GIL"
+        else:
+            mode, io, why = "processes", io or "workers", f"kernel '{kernel.name}' holds the GIL"
+        if self.jobs is None:
+            why += "; -j from the CPUs this process may use"
+        return mode, io, why
+
+
+def default_jobs() -> int:
+    """The CPUs this process may use: SLURM's or PBS's allocation, else the affinity mask.
+
+    ``os.cpu_count()`` reports the whole node, which on a shared cluster node is far more
+    than the job was given.
+    """
+    for variable in ("SLURM_CPUS_PER_TASK", "NCPUS"):
+        value = os.environ.get(variable, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _check_count(value: Any, option: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f"{option} must be a whole number of at least 1, got {value!r}")
+    return value

@@ -1,0 +1,249 @@
+"""Resume: the journal that lets an interrupted run finish without redoing its work, and the
+interrupted run's partial output that a resumed run takes its journaled windows from.
+
+Beside ``OUTPUT.partial`` the writer keeps ``OUTPUT.journal``: a first line with the job's
+fingerprint, then one line per checkpoint, appended and fsynced after the partial GeoTIFF
+was closed (so that its directory is on disk) with the tile windows written since the last
+one and a checksum of each. A GeoTIFF killed before close has no valid directory for what
+came after its last close; the journal claims only what was closed.
+
+Resuming never patches the old partial in place: GDAL lays out a compressed file
+differently if it is closed and reopened at other points. A resumed run writes a new
+partial from the start, in plan order, taking each journaled window from the old partial
+(after checking its checksum) instead of computing it; so the output is byte-identical
+to an uninterrupted run, and only windows that were never journaled are computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mpraster.errors import ResumeError, UnfinishedRunError
+from mpraster.io import is_local_path, open_raster, partial_path
+
+FORMAT = 1
+# Checkpoint about every this many bytes of output (a whole number of tile windows).
+CHECKPOINT_BYTES = 64 << 20
+
+
+def journal_path(target: str) -> str:
+    return f"{target}.journal"
+
+
+def checksum(array: np.ndarray) -> int:
+    """A fast checksum of a window's pixels (CRC-32; enough to catch a torn write)."""
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8))
+
+
+def fingerprint(description: Mapping[str, Any]) -> str:
+    """A stable digest of what makes two runs the same job."""
+    text = json.dumps(description, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def input_identity(path: str) -> dict[str, Any]:
+    """What identifies an input's content cheaply: path, size and modification time.
+
+    A name that is not a local file (a URL, ``/vsi...``, a subdataset) is identified by the
+    name alone.
+    """
+    if not is_local_path(path):
+        return {"path": path}
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+@dataclass
+class JournalState:
+    """What a journal on disk says: the job's fingerprint and the checksums of done tiles."""
+
+    fingerprint: str
+    tiles: int
+    done: list[int] = field(default_factory=list)  # checksum per tile window, in plan order
+
+
+def read_journal(path: str) -> JournalState | None:
+    """The journal at ``path``, or None if there is none. A torn last line is ignored."""
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return None
+    try:
+        header = json.loads(lines[0])
+        state = JournalState(header["fingerprint"], header["tiles"])
+    except (IndexError, ValueError, KeyError) as err:
+        raise ResumeError(
+            f"the journal {path} is unreadable; start again with --overwrite"
+        ) from err
+    for line in lines[1:]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            break  # killed while appending: what came before stands
+        if record.get("start") != len(state.done):
+            break
+        state.done.extend(record["checksums"])
+    return state
+
+
+class Journal:
+    """Appends checkpoints for one run; every line is flushed and fsynced."""
+
+    def __init__(self, path: str, job_fingerprint: str, tiles: int) -> None:
+        self.path = path
+        self._fh = open(path, "w")  # kept open for the whole run
+        self._write({"format": FORMAT, "fingerprint": job_fingerprint, "tiles": tiles})
+        self.journaled = 0
+
+    def checkpoint(self, checksums: Sequence[int]) -> None:
+        """Record ``checksums`` as the next tile windows made durable."""
+        if checksums:
+            self._write({"start": self.journaled, "checksums": list(checksums)})
+            self.journaled += len(checksums)
+
+    def _write(self, record: dict) -> None:
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def remove(self) -> None:
+        self.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def previous_run(
+    output: str, job_fingerprint: str, resume: bool, overwrite: bool
+) -> JournalState | None:
+    """The journal of an interrupted run of this output that ``resume`` may continue.
+
+    Raises
+    ------
+    UnfinishedRunError
+        If one exists and neither ``resume`` nor ``overwrite`` says what to do with it.
+    ResumeError
+        If ``resume`` is asked for an interrupted run of a different job.
+    """
+    state = read_journal(journal_path(output))
+    if state is None or not os.path.exists(partial_path(output)):
+        return None
+    if not resume:
+        if overwrite:
+            return None
+        raise UnfinishedRunError(
+            f"an interrupted run of {output} exists ({len(state.done)} of {state.tiles} tile "
+            "windows done); pass --resume to finish it, or --overwrite to start again"
+        )
+    if state.fingerprint != job_fingerprint:
+        raise ResumeError(
+            f"the interrupted run of {output} was a different job (its inputs, kernel, "
+            "parameters or output options differ); run that job with --resume, or pass "
+            "--overwrite instead of --resume to start this one afresh"
+        )
+    return state
+
+
+def check_previous_run_unchanged(
+    output: str, resume_from: JournalState | None, overwrite: bool
+) -> None:
+    """Under the output's lock: the interrupted run the plan found (or not) is still so.
+
+    Another run may have finished, continued or left one between planning and executing
+    (a library caller may plan long before it executes).
+
+    Raises
+    ------
+    ResumeError
+        If the run to resume is gone or has changed.
+    UnfinishedRunError
+        If an interrupted run appeared that neither ``resume`` nor ``overwrite`` covers.
+    """
+    found = None
+    if os.path.exists(partial_path(output)):
+        found = read_journal(journal_path(output))
+    if found == resume_from or (resume_from is None and overwrite):
+        return
+    if resume_from is None:
+        raise UnfinishedRunError(
+            f"an interrupted run of {output} was left after this run was planned; "
+            "run the command again (with --resume to finish it)"
+        )
+    raise ResumeError(
+        f"the interrupted run of {output} changed after this run was planned (another "
+        "run finished or continued it); run the command again"
+    )
+
+
+class ResumeSource:
+    """An interrupted run's partial output: journaled tile windows are taken from it.
+
+    `ResumeSource.take` moves the partial aside (the resumed run writes a new one in its
+    place) and opens it; `close` removes it once it is of no more use, or puts it back if
+    the old run is still the one to resume (its journal untouched: the new run failed
+    before it began its own).
+    """
+
+    def __init__(self, output: str, path: str, done: Sequence[int], tiles: Sequence[Any]):
+        self.output = output
+        self.path = path
+        self.done = list(done)
+        self.index = {(t.row_off, t.col_off): i for i, t in enumerate(tiles)}
+        self.dataset = open_raster(path)
+        self._tile: tuple[int, np.ndarray] | None = None
+
+    @classmethod
+    def take(cls, output: str, state: JournalState, tiles: Sequence[Any]) -> ResumeSource:
+        """Move ``output``'s partial aside and open it; ``state`` is its journal."""
+        path = partial_path(output) + ".resume"
+        os.replace(partial_path(output), path)
+        try:
+            return cls(output, path, state.done, tiles)
+        except BaseException:
+            os.replace(path, partial_path(output))
+            raise
+
+    def has(self, task: Any) -> bool:
+        return self.index[(task.tile.row_off, task.tile.col_off)] < len(self.done)
+
+    def read(self, task: Any) -> np.ndarray:
+        """The task's rows of its tile, read once per tile and checked against the journal."""
+        number = self.index[(task.tile.row_off, task.tile.col_off)]
+        if self._tile is None or self._tile[0] != number:
+            data = self.dataset.read(window=task.tile)
+            if checksum(data) != self.done[number]:
+                raise ResumeError(
+                    f"tile window {number} of {self.path} does not match its journal (the "
+                    "file was damaged or changed); start again with --overwrite"
+                )
+            self._tile = (number, data)
+        start, stop = task.rows_in_tile
+        return self._tile[1][:, start:stop]
+
+    def close(self) -> None:
+        """Close it, and keep it only where it is still what a journal describes."""
+        self.dataset.close()
+        state = read_journal(journal_path(self.output))
+        if (
+            state is not None
+            and state.done == self.done
+            and not os.path.exists(partial_path(self.output))
+        ):
+            os.replace(self.path, partial_path(self.output))
+        else:
+            # Finished, or superseded by the new run's own partial and journal (which hold
+            # every window taken from here), or its journal is gone with a failed run.
+            os.unlink(self.path)

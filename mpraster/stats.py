@@ -1,0 +1,129 @@
+"""The figures every run returns: counts, bytes, where the time went, and what bounds it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class RunStats:
+    """The figures of one run: counts, bytes and where the time went (seconds).
+
+    ``read_seconds`` and ``compute_seconds`` are summed over all readers and workers, so
+    with several workers they can exceed ``wall_seconds``; ``write_seconds`` and
+    ``wait_seconds`` are the main process's own (time writing, time blocked on workers).
+    """
+
+    windows: int = 0
+    windows_resumed: int = 0
+    pixels: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    wall_seconds: float = 0.0
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    write_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    mode: str = ""
+    io: str = ""
+    jobs: int = 0
+    kernel: str = ""
+    compression: str = ""  # the output's codec, "" for none
+
+    @property
+    def mpix_per_second(self) -> float:
+        return self.pixels / 1e6 / self.wall_seconds if self.wall_seconds else 0.0
+
+    def summary(self) -> str:
+        """One line: windows, MPix, seconds, MPix/s, and how it ran."""
+        return (
+            f"{self.windows} windows, {self.pixels / 1e6:.2f} MPix in {self.wall_seconds:.2f} s "
+            f"({self.mpix_per_second:.2f} MPix/s; {self.kernel}, {self.mode}, io={self.io}, "
+            f"-j {self.jobs}; read {self.read_seconds:.2f} s, compute "
+            f"{self.compute_seconds:.2f} s, write {self.write_seconds:.2f} s, wait "
+            f"{self.wait_seconds:.2f} s)"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "mpix_per_second": self.mpix_per_second,
+            "windows_per_second": self.windows_per_second,
+            "bound": self.diagnosis()[0],
+        }
+
+    @property
+    def windows_per_second(self) -> float:
+        return self.windows / self.wall_seconds if self.wall_seconds else 0.0
+
+    def diagnosis(self) -> tuple[str, str]:
+        """What bounds the run, from the timers: (kind, one line of advice).
+
+        The main process writes (and, with ``io="main"``, reads); workers read (with
+        ``io="workers"``) and compute. Whichever side was busy for most of the wall time
+        is the bound: ``writer`` or ``reader`` (the main process, by its larger part),
+        ``compute`` or ``read`` (worker time, in kernels or in reading), else ``overhead``.
+        """
+        wall = self.wall_seconds or 1e-9
+        main_read = self.read_seconds if self.io == "main" else 0.0
+        worker_read = self.read_seconds - main_read
+        worker_capacity = wall * max(self.jobs, 1)
+        # The main process reads (io=main) and writes on one thread: its busy time is the
+        # sum, and it bounds the run long before either part alone reaches the wall time.
+        shares = {
+            "main": (main_read + self.write_seconds) / wall,
+            "compute": self.compute_seconds / worker_capacity,
+            "read": worker_read / worker_capacity,
+        }
+        kind, share = max(shares.items(), key=lambda item: item[1])
+        percent = f"{100 * share:.0f}%"
+        if share < 0.5:
+            return "overhead", (
+                f"no stage is busy for more than half the time (largest: {kind} {percent}); "
+                "the run is short or bound by start-up and hand-offs: try larger --block-size"
+            )
+        if kind == "main":
+            kind = "writer" if self.write_seconds >= main_read else "reader"
+        parts = f"writing {100 * self.write_seconds / wall:.0f}%" + (
+            f", reading {100 * main_read / wall:.0f}%" if self.io == "main" else ""
+        )
+        if self.compression:
+            help_writer = (
+                f"try a faster codec than {self.compression} (--co COMPRESS=ZSTD or LZW) or "
+                "none, --co NUM_THREADS=ALL_CPUS"
+            )
+        else:
+            help_writer = "the output is uncompressed: faster storage is what helps"
+        advice = {
+            "writer": f"writer-bound: the main process was busy {percent} of wall time "
+            f"({parts}); {help_writer}"
+            + (", and --io workers to read in the workers" if self.io == "main" else ""),
+            "reader": f"reader-bound: the main process was busy {percent} of wall time "
+            f"({parts}); try --io workers to read and decode in parallel",
+            "compute": f"compute-bound: kernels kept the workers {percent} busy; more -j "
+            "(cores) or a faster kernel is what helps",
+            "read": f"read-bound: workers spent {percent} of their time reading; faster "
+            "storage or an input codec that decodes faster helps",
+        }
+        return kind, advice[kind]
+
+    def report(self) -> str:
+        """A few lines: where the time went and what bounds the run."""
+        wall = self.wall_seconds or 1e-9
+        readers = "main process" if self.io == "main" else "workers, summed"
+        busy = 100 * self.compute_seconds / (wall * max(self.jobs, 1))
+        return "\n".join(
+            [
+                f"wall {self.wall_seconds:.2f} s, {self.windows_per_second:.1f} windows/s, "
+                f"{self.mpix_per_second:.2f} MPix/s, {self.bytes_read / 2**20:.1f} MiB read, "
+                f"{self.bytes_written / 2**20:.1f} MiB written",
+                f"read    {self.read_seconds:8.2f} s  ({readers})",
+                f"compute {self.compute_seconds:8.2f} s  (workers, summed; {busy:.0f}% of "
+                f"{self.jobs} workers)",
+                f"write   {self.write_seconds:8.2f} s  (main process, "
+                f"{100 * self.write_seconds / wall:.0f}% of wall)",
+                f"wait    {self.wait_seconds:8.2f} s  (main process waiting on workers)",
+                self.diagnosis()[1],
+            ]
+        )

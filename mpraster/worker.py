@@ -1,0 +1,237 @@
+"""The worker side: what runs in a worker thread, process or MPI rank for one window.
+
+A worker is set up once from a `WorkerSpec` (its kernel and, for ``--io workers``, its own
+dataset handles), then computes windows: read them (or take the arrays it was given), run
+the kernel, check and crop the result, and send back a `WindowResult` with its timings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import transform as window_transform
+
+from mpraster.errors import WindowFailed
+from mpraster.io import InputInfo, InputSpec, WindowReader
+from mpraster.resume import checksum
+from mpraster.kernels import Kernel, KernelContext, load_kernel
+from mpraster.windows import WindowTask, describe_window
+
+if TYPE_CHECKING:
+    from mpraster.modes.transport import Slot
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, small and picklable (no arrays, no handles).
+
+    ``kernel`` is the kernel object itself for worker threads; process workers and MPI
+    ranks get it as None and import it by ``kernel_ref``.
+    """
+
+    run_id: str
+    kernel_ref: str
+    params: Mapping[str, Any]
+    inputs: tuple[InputSpec, ...]
+    infos: tuple[InputInfo, ...]
+    fill: str
+    halo: int
+    dtype: str
+    bands: int
+    in_process: bool
+    gdal_cache_bytes: int
+    # GDAL configuration every worker process applies (network timeouts and retries).
+    gdal_config: tuple[tuple[str, str], ...] = ()
+    kernel: Kernel | None = field(default=None, compare=False)
+
+    def context(self, task: WindowTask) -> KernelContext:
+        """The `KernelContext` of one window."""
+        return KernelContext(
+            window=task.window,
+            read=task.read,
+            transform=window_transform(task.read, self.infos[0].transform),
+            nodata=tuple(info.nodata for info in self.infos),
+            halo=self.halo,
+        )
+
+
+@dataclass
+class WindowResult:
+    """One window's output and the time spent on it, sent back to the main process."""
+
+    index: int
+    data: np.ndarray | None
+    read_seconds: float
+    compute_seconds: float
+    bytes_read: int
+    # When the result travelled in shared memory: the slot, and the result's shape.
+    slot: Slot | None = None
+    shape: tuple[int, ...] = ()
+    # The journal's checksum of a whole tile window's result, taken by the worker so that
+    # the writer does not spend its time on it (None for a part of a tile).
+    checksum: int | None = None
+
+
+class WorkerState:
+    """A worker's kernel and, for worker I/O, its own dataset handles (opened lazily)."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.kernel = spec.kernel or load_kernel(spec.kernel_ref)
+        self.reader: WindowReader | None = None
+        self.thread = threading.current_thread()
+
+    def read(self, task: WindowTask) -> list[np.ndarray]:
+        if self.reader is None:
+            self.reader = WindowReader(self.spec.inputs, self.spec.infos, self.spec.fill)
+        return self.reader.read(task)
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+# Each worker thread's (or process's, or rank's) own state: a pool thread finds it here.
+_local = threading.local()
+
+
+def init_worker(spec: WorkerSpec, states: list[WorkerState] | None = None) -> None:
+    """Set this worker up for ``spec``'s run; ``states`` collects a thread pool's states."""
+    if spec.in_process:
+        # The main process owns Ctrl-C and the batch system's SIGTERM: it stops dispatching
+        # and cleans up; a worker that died of the signal first would look like a crash.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if "GDAL_CACHEMAX" not in os.environ:
+            # GDAL sizes its block cache at 5% of RAM per process unless told otherwise:
+            # 24 workers would reserve more than the node. Read once, at first use.
+            os.environ["GDAL_CACHEMAX"] = str(spec.gdal_cache_bytes)
+        # The main process's GDAL configuration (network timeouts) does not reach another
+        # process; GDAL reads the environment whenever an option is not set otherwise.
+        os.environ.update(spec.gdal_config)
+        # The main process has said so once already, when it planned the run.
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    state = WorkerState(spec)
+    _local.state = state
+    if states is not None:
+        states.append(state)  # list.append is atomic: pool threads start concurrently
+
+
+def apply_kernel(
+    kernel: Kernel,
+    params: Mapping[str, Any],
+    task: WindowTask,
+    arrays: Sequence[np.ndarray],
+    dtype: np.dtype,
+    bands: int,
+    ctx: KernelContext,
+) -> np.ndarray:
+    """Run the kernel on one window's arrays, check its result and crop off the halo.
+
+    The kernel may return the read window's size (the halo is cropped here) or the
+    window's own size.
+
+    Raises
+    ------
+    WindowFailed
+        If the kernel raises, or returns something other than a (bands, rows, cols) array
+        of the declared dtype, naming the window.
+    """
+    try:
+        out = kernel.call(arrays, params, ctx)
+    except Exception as err:
+        raise WindowFailed(
+            f"kernel '{kernel.name}' failed on window {describe_window(task)}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    rows, cols = int(task.read.height), int(task.read.width)
+    window_shape = (bands, int(task.window.height), int(task.window.width))
+    if isinstance(out, np.ndarray) and out.ndim == 2 and bands == 1:
+        out = out[np.newaxis]
+    shapes = ((bands, rows, cols), window_shape)
+    if not isinstance(out, np.ndarray) or out.shape not in shapes or out.dtype != dtype:
+        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise WindowFailed(
+            f"kernel '{kernel.name}' returned {got} on window {describe_window(task)}; "
+            f"expected {dtype} {(bands, rows, cols)} (declare dtype= and bands= in "
+            "@mpraster.kernel if they differ from the input's)"
+        )
+    if out.shape == window_shape:
+        return out
+    r0, r1, c0, c1 = task.crop
+    return out[:, r0:r1, c0:c1]
+
+
+def compute(
+    task: WindowTask, arrays: list[np.ndarray] | None, slot: Slot | None = None
+) -> WindowResult:
+    """Run the kernel on a window's arrays (or the ones in ``slot``)."""
+    state: WorkerState = _local.state
+    start = time.perf_counter()
+    if arrays is None:
+        # Imported here: shared memory is only for process workers, and costs start-up.
+        from mpraster.modes.transport import slot_inputs
+
+        arrays = slot_inputs(slot)
+    spec = state.spec
+    out = apply_kernel(
+        state.kernel,
+        spec.params,
+        task,
+        arrays,
+        np.dtype(spec.dtype),
+        spec.bands,
+        spec.context(task),
+    )
+    tile_checksum = checksum(out) if task.parts == 1 else None
+    if slot is None:
+        elapsed = time.perf_counter() - start
+        return WindowResult(task.index, out, 0.0, elapsed, 0, checksum=tile_checksum)
+    from mpraster.modes.transport import put_result
+
+    put_result(slot, out)
+    elapsed = time.perf_counter() - start
+    return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape, tile_checksum)
+
+
+def read_and_compute(task: WindowTask, slot: Slot | None = None) -> WindowResult:
+    """Read a window with this worker's own handles, then `compute` it."""
+    state: WorkerState = _local.state
+    start = time.perf_counter()
+    arrays = state.read(task)
+    read_seconds = time.perf_counter() - start
+    result = compute(task, arrays, slot)
+    result.read_seconds = read_seconds
+    result.bytes_read = sum(a.nbytes for a in arrays)
+    return result
+
+
+def _ensure_worker(spec: WorkerSpec) -> None:
+    """Set up this worker for ``spec``'s run unless it already is (MPI ranks)."""
+    state = getattr(_local, "state", None)
+    if state is None or state.spec != spec:
+        if state is not None:
+            state.close()
+        init_worker(spec)
+
+
+def compute_with_spec(spec: WorkerSpec, task: WindowTask, arrays: list[np.ndarray]) -> WindowResult:
+    """`compute`, for a worker that serves any run (an MPI rank): set up from ``spec``."""
+    _ensure_worker(spec)
+    return compute(task, arrays)
+
+
+def read_and_compute_with_spec(spec: WorkerSpec, task: WindowTask) -> WindowResult:
+    """`read_and_compute`, for a worker that serves any run (an MPI rank)."""
+    _ensure_worker(spec)
+    return read_and_compute(task)
