@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -958,28 +959,35 @@ def find_missing_tile(path: str, sparse: bool = False) -> str | None:
     only (``BLOCK_OFFSET_x_y`` and ``BLOCK_SIZE_x_y``), never the pixels.
     """
     from rasterio.enums import Interleaving
+    from rasterio.errors import NotGeoreferencedWarning
 
     size = os.path.getsize(path)
     try:
-        with _GDAL_MESSAGES.listening() as heard, rasterio.open(path, sharing=False) as src:
-            rows, cols = src.block_shapes[0]
-            planes = range(1, src.count + 1) if src.interleaving == Interleaving.band else [1]
-            for band in planes:
-                for row in range(-(-src.height // rows)):
-                    for col in range(-(-src.width // cols)):
-                        offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", band)
-                        length = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", band)
-                        where = f"tile (row {row}, col {col}) of band {band}"
-                        if not offset or not length:
-                            if sparse:
-                                continue
-                            return f"{where} is missing from the finished file"
-                        if int(offset) + int(length) > size:
-                            return f"{where} ends past the end of the finished file"
+        with warnings.catch_warnings():
+            # The output's georeferencing is its inputs', told about when they were read.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with _GDAL_MESSAGES.listening() as heard, rasterio.open(path, sharing=False) as src:
+                problem = _tile_outside(src, size, sparse, src.interleaving == Interleaving.band)
     except _GDAL_RAISES as err:
         return f"the finished file cannot be read back: {gdal_reason(_one_line(err))}"
     if heard.errors:
         return f"the finished file cannot be read back: {gdal_reason(heard.errors[0])}"
+    return problem
+
+
+def _tile_outside(src, size: int, sparse: bool, by_band: bool) -> str | None:
+    rows, cols = src.block_shapes[0]
+    for band in range(1, src.count + 1) if by_band else [1]:
+        for row in range(-(-src.height // rows)):
+            for col in range(-(-src.width // cols)):
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", band)
+                length = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", band)
+                where = f"tile (row {row}, col {col}) of band {band}"
+                if not offset or not length:
+                    if not sparse:
+                        return f"{where} is missing from the finished file"
+                elif int(offset) + int(length) > size:
+                    return f"{where} ends past the end of the finished file"
     return None
 
 
