@@ -108,9 +108,16 @@ def test_disk_full_fails_the_run(tmp_path, tiny_disk, codec, mode):
     only_the_earlier_output(tiny_disk)
 
 
-@pytest.mark.parametrize("mode", ["threads", "processes"])
-def test_disk_full_is_one_line_from_the_cli(tmp_path, tiny_disk, mpraster_cmd, cli_env, mode):
-    """The run that exited 0 and replaced the earlier output with a torn file."""
+@pytest.mark.parametrize(
+    "mode,cachemax", [("threads", None), ("processes", None), ("threads", "64")]
+)
+def test_disk_full_is_one_line_from_the_cli(
+    tmp_path, tiny_disk, mpraster_cmd, cli_env, mode, cachemax
+):
+    """The run that exited 0 and replaced the earlier output with a torn file; also with
+    GDAL_CACHEMAX set, when the engine leaves the GDAL environment to the writer."""
+    if cachemax:
+        cli_env["GDAL_CACHEMAX"] = cachemax
     out = tiny_disk / "out.tif"
     args = [noise(tmp_path, 768), out, "-k", "reverse", "-p", "cost=0", "-j", "2"]
     args += ["--mode", mode, "--co", "COMPRESS=DEFLATE", "--overwrite"]
