@@ -15,6 +15,7 @@ to an uninterrupted run, and only windows that were never journaled are computed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -118,7 +119,10 @@ class Journal:
         self._fh.close()
 
     def remove(self) -> None:
-        self.close()
+        # After a failed append (a full disk) closing flushes the rest and fails again;
+        # the journal goes anyway.
+        with contextlib.suppress(OSError):
+            self.close()
         try:
             os.unlink(self.path)
         except FileNotFoundError:
