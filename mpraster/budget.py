@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mpraster.io import gdal_env
+from mpraster.inputs import gdal_env
 
 if TYPE_CHECKING:
     from mpraster.job import Job

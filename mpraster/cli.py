@@ -27,7 +27,6 @@ from rasterio.rio import options as rio_options  # rio's own --co/--profile and 
 
 from mpraster.errors import MprasterError
 from mpraster.execute import execute
-from mpraster.io import RESAMPLING_METHODS, CogOptions, parse_overviews
 from mpraster.job import plan_job
 from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
 from mpraster.merge import merge_shards
@@ -35,6 +34,7 @@ from mpraster.modes.mpi import comm_executor
 from mpraster.modes.mpi import worker_count as mpi_worker_count
 from mpraster.modes.threads import WORKER_THREAD_PREFIX
 from mpraster.options import IO_PLACEMENTS, MODES, RunOptions
+from mpraster.output import RESAMPLING_METHODS, CogOptions, parse_overviews
 from mpraster.progress import PROGRESS_KINDS, make_progress
 from mpraster.schedule import StopSignal
 from mpraster.windows import parse_shard

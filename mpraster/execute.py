@@ -32,12 +32,13 @@ from typing import Any
 
 from mpraster.budget import main_gdal_env
 from mpraster.errors import Interrupted, WorkerDied
-from mpraster.io import Checkpoints, OutputWriter, TileAssembly, WindowReader, network_config
+from mpraster.inputs import WindowReader, network_config
 from mpraster.job import InputsArg, Job, plan_job
 from mpraster.kernels import Kernel, main_script
 from mpraster.lock import OutputLock
 from mpraster.modes import Backend, make_backend
 from mpraster.options import RunOptions
+from mpraster.output import Checkpoints, OutputWriter, TileAssembly
 from mpraster.progress import NullProgress, ProgressSink, make_progress
 from mpraster.resume import ResumeSource, check_previous_run_unchanged
 from mpraster.schedule import StopSignal, schedule

@@ -19,21 +19,13 @@ import numpy as np
 from rasterio.windows import Window
 
 from mpraster import __version__, budget
+from mpraster.creation_options import check_creation_options, output_profile
 from mpraster.errors import KernelNotFoundError, OptionError
-from mpraster.io import (
-    CogOptions,
-    InputInfo,
-    InputSpec,
-    check_creation_options,
-    check_output,
-    gdal_env,
-    inspect_inputs,
-    output_profile,
-    parse_input,
-)
+from mpraster.inputs import InputInfo, InputSpec, gdal_env, inspect_inputs, parse_input
 from mpraster.kernels import Kernel, as_kernel, importable, representable
 from mpraster.lock import check_not_locked
 from mpraster.options import CHECKPOINT_MB, RunOptions
+from mpraster.output import CogOptions, check_output
 from mpraster.resume import JournalState, fingerprint, input_identity, previous_run
 from mpraster.windows import (
     WindowTask,

@@ -12,20 +12,14 @@ import numpy as np
 from rasterio.io import DatasetReader
 
 from mpraster.budget import main_gdal_env
+from mpraster.creation_options import output_profile
 from mpraster.errors import ShardMergeError
-from mpraster.io import (
-    Checkpoints,
-    CogOptions,
-    InputInfo,
-    OutputWriter,
-    open_raster,
-    output_profile,
-    partial_path,
-)
+from mpraster.inputs import InputInfo, open_raster
 from mpraster.lock import OutputLock
 from mpraster.options import default_jobs
+from mpraster.output import Checkpoints, CogOptions, OutputWriter
 from mpraster.progress import NullProgress, ProgressSink
-from mpraster.resume import checksum, fingerprint
+from mpraster.resume import checksum, fingerprint, partial_path
 from mpraster.stats import RunStats
 from mpraster.windows import plan_windows, shard_path, shard_range, tile_windows
 

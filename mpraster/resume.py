@@ -16,6 +16,7 @@ to an uninterrupted run, and only windows that were never journaled are computed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,11 +28,16 @@ from typing import Any
 import numpy as np
 
 from mpraster.errors import ResumeError, UnfinishedRunError
-from mpraster.io import is_local_path, open_raster, partial_path
+from mpraster.inputs import is_local_path, open_raster
 
 FORMAT = 1
 # Checkpoint about every this many bytes of output (a whole number of tile windows).
 CHECKPOINT_BYTES = 64 << 20
+
+
+def partial_path(target: str) -> str:
+    """Where the output is built before it is renamed into place (what ``--resume`` finds)."""
+    return f"{target}.partial"
 
 
 def journal_path(target: str) -> str:
@@ -119,7 +125,10 @@ class Journal:
         self._fh.close()
 
     def remove(self) -> None:
-        self.close()
+        # After a failed append (a full disk) closing flushes the rest and fails again;
+        # the journal goes anyway.
+        with contextlib.suppress(OSError):
+            self.close()
         try:
             os.unlink(self.path)
         except FileNotFoundError:

@@ -21,9 +21,9 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import transform as window_transform
 
 from mpraster.errors import WindowFailed
-from mpraster.io import InputInfo, InputSpec, WindowReader
-from mpraster.resume import checksum
+from mpraster.inputs import InputInfo, InputSpec, WindowReader
 from mpraster.kernels import Kernel, KernelContext, load_kernel
+from mpraster.resume import checksum
 from mpraster.windows import WindowTask, describe_window
 
 if TYPE_CHECKING:

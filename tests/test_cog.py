@@ -11,7 +11,7 @@ from conftest import write_raster
 
 import mpraster
 from mpraster.errors import OptionError
-from mpraster.io import CogOptions, parse_overviews
+from mpraster.output import CogOptions, parse_overviews
 
 
 def ifd_offsets(data: bytes) -> list[int]:
@@ -111,7 +111,7 @@ def test_cog_driver_options_pass_the_creation_option_check(tmp_path, make_raster
     kwargs = dict(params={"cost": 0}, block_size=128, creation_options=options)
     mpraster.run(src, out, "reverse", cog=CogOptions("none"), **kwargs)
     assert_valid_cog(out, levels=0)
-    with pytest.raises(mpraster.MprasterError, match="does not support creation option LEVEL"):
+    with pytest.raises(mpraster.MprasterError, match="LEVEL is for --cog outputs"):
         mpraster.run(src, tmp_path / "plain.tif", "reverse", **kwargs)
 
 

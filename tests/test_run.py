@@ -12,7 +12,7 @@ from conftest import DTYPES
 
 import mpraster
 from mpraster import budget
-from mpraster.io import OutputWriter
+from mpraster.output import OutputWriter
 from mpraster.progress import LogProgress
 
 MATRIX = list(itertools.product(["threads", "processes"], ["main", "workers"], [1, 2, 3]))

@@ -1,0 +1,323 @@
+"""Inputs: GDAL dataset names, their headers and grid, and reading windows of them.
+
+GDAL dataset handles are never shared: every reader opens its own with ``sharing=False``
+(GDAL would otherwise hand every thread of a process the same handle).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from mpraster.errors import (
+    InputMismatchError,
+    InputNotFoundError,
+    MixedBandTypesError,
+    NotARasterError,
+    OptionError,
+    RasterReadError,
+)
+from mpraster.gdal_errors import one_line
+from mpraster.windows import WindowTask, describe_window
+
+# GDAL (through curl) waits for ever on a stalled HTTP read unless told otherwise. These
+# apply wherever the user's environment or an enclosing rasterio.Env does not set them: a
+# connection that moves less than LOW_SPEED_LIMIT bytes/s for LOW_SPEED_TIME seconds is
+# dropped, and a request that fails with a transient HTTP error is retried.
+NETWORK_DEFAULTS = {
+    "GDAL_HTTP_CONNECTTIMEOUT": "30",
+    "GDAL_HTTP_TIMEOUT": "300",
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+}
+
+
+def network_config() -> dict[str, str]:
+    """The network settings in effect: the user's (environment, rasterio.Env), else ours."""
+    from rasterio.env import get_gdal_config
+
+    config = {}
+    for key, default in NETWORK_DEFAULTS.items():
+        value = get_gdal_config(key)
+        config[key] = default if value is None else str(value)
+    return config
+
+
+def gdal_env(**options: Any) -> rasterio.Env:
+    """A ``rasterio.Env`` with the network settings and ``options``, for the main thread.
+
+    Entered in the main thread it sets GDAL's process-wide configuration, which worker
+    threads and GDAL's own threads see too; worker processes apply `network_config`.
+    """
+    return rasterio.Env(**network_config(), **options)
+
+
+def is_local_path(name: str) -> bool:
+    """Whether ``name`` is a plain file path rather than another GDAL dataset name.
+
+    ``/vsicurl/...``, ``/vsizip/...``, ``http://...``, ``s3://...`` and subdataset names
+    (``NETCDF:file.nc:var``, ``HDF5:...``, ``GTIFF_DIR:...``) are GDAL's to resolve.
+    """
+    return not (
+        name.startswith("/vsi") or "://" in name or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", name)
+    )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input: a path and, optionally, the bands to read from it (1-based)."""
+
+    path: str
+    bands: tuple[int, ...] | None = None
+
+    def __str__(self) -> str:
+        if self.bands is None:
+            return self.path
+        return f"{self.path}:{','.join(map(str, self.bands))}"
+
+
+_BAND_SUFFIX = re.compile(r"^(?P<path>.+):(?P<bands>\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$")
+
+
+def parse_bands(text: str) -> tuple[int, ...]:
+    """``"4"``, ``"4,3"`` or ``"1-3,5"`` to band indexes (1-based), as ``--bidx`` takes."""
+    bands: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError as err:
+            raise OptionError(f"bands must look like 4 or 4,3 or 1-3, got '{text}'") from err
+        if lo < 1 or hi < lo:
+            raise OptionError(f"bands are numbered from 1 and ranges go up, got '{text}'")
+        bands.extend(range(lo, hi + 1))
+    return tuple(bands)
+
+
+def parse_input(value: str | os.PathLike | InputSpec, bidx: str | None = None) -> InputSpec:
+    """An input as given: a path, or ``PATH:BANDS`` (``B5.tif:1``, ``stack.tif:4,3``).
+
+    The suffix counts only when ``PATH:BANDS`` is not itself an existing file; ``bidx``
+    (``--bidx``) gives the bands of an input that names none.
+    """
+    if isinstance(value, InputSpec):
+        return value
+    text = os.fspath(value)
+    match = _BAND_SUFFIX.match(text)
+    if match and not os.path.exists(text):
+        return InputSpec(match["path"], parse_bands(match["bands"]))
+    return InputSpec(text, parse_bands(bidx) if bidx else None)
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What the planner needs to know about one input, read once from its header."""
+
+    path: str
+    bands: tuple[int, ...]
+    dtype: str
+    height: int
+    width: int
+    crs: CRS | None
+    transform: Affine
+    nodata: float | None
+    block_shape: tuple[int, int] = (512, 512)
+
+    @property
+    def count(self) -> int:
+        return len(self.bands)
+
+
+def _looks_like_tiff(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def open_raster(path: str) -> rasterio.io.DatasetReader:
+    """Open ``path`` for reading with a handle of its own.
+
+    ``path`` may be any GDAL dataset name (see `is_local_path`); only a plain path is
+    checked on the local filesystem first.
+
+    Raises
+    ------
+    InputNotFoundError
+        If there is no file at ``path`` (or GDAL says a remote or virtual one does not exist).
+    NotARasterError
+        If GDAL cannot open it as a raster.
+    RasterReadError
+        If it is a TIFF that GDAL cannot open (truncated or corrupt).
+    """
+    local = is_local_path(path)
+    if local and not os.path.exists(path):
+        raise InputNotFoundError(f"input not found: {path}; check the path")
+    if local and os.path.isdir(path):
+        raise NotARasterError(f"input is a folder, not a raster: {path}")
+    try:
+        return rasterio.open(path, sharing=False)
+    except RasterioError as err:
+        said = one_line(err)
+        if not local and re.search(r"does not exist|No such file|response code[^0-9]*404", said):
+            raise InputNotFoundError(f"input not found: {path}: {said}") from err
+        if local and _looks_like_tiff(path):
+            raise RasterReadError(
+                f"cannot read {path}: {said}; the file may be truncated or corrupt"
+            ) from err
+        raise NotARasterError(
+            f"cannot open {path} as a raster: {said}; give a GeoTIFF or another format GDAL reads"
+        ) from err
+
+
+def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
+    """Read every input's header, check its bands, and check that they share one grid.
+
+    Raises
+    ------
+    InputNotFoundError, NotARasterError, RasterReadError
+        For an input that is missing, not a raster, or unreadable.
+    OptionError
+        For a band the input does not have.
+    InputMismatchError
+        If the inputs differ in size, transform or CRS (the first difference is named).
+    """
+    infos = []
+    for spec in specs:
+        with open_raster(spec.path) as src:
+            if src.count == 0:
+                raise NotARasterError(_no_bands(spec.path, src.subdatasets))
+            bands = spec.bands or tuple(range(1, src.count + 1))
+            missing = [b for b in bands if b > src.count]
+            if missing:
+                raise OptionError(
+                    f"{spec.path} has {src.count} band{'s' if src.count != 1 else ''}, no band "
+                    f"{missing[0]}; bands are numbered from 1"
+                )
+            dtypes = {src.dtypes[b - 1] for b in bands}
+            if len(dtypes) > 1:
+                raise MixedBandTypesError(
+                    f"{spec.path} has bands of different data types {sorted(dtypes)}; "
+                    "select bands of one type (PATH:BANDS or --bidx)"
+                )
+            infos.append(
+                InputInfo(
+                    path=spec.path,
+                    bands=bands,
+                    dtype=dtypes.pop(),
+                    height=src.height,
+                    width=src.width,
+                    crs=src.crs,
+                    transform=src.transform,
+                    nodata=src.nodata,
+                    block_shape=tuple(src.block_shapes[bands[0] - 1]),
+                )
+            )
+    first = infos[0]
+    for other in infos[1:]:
+        if (other.height, other.width) != (first.height, first.width):
+            difference = f"size {other.height}x{other.width} != {first.height}x{first.width}"
+        elif not other.transform.almost_equals(first.transform):
+            difference = f"transform {tuple(other.transform)[:6]} != {tuple(first.transform)[:6]}"
+        elif other.crs != first.crs:
+            difference = f"CRS {other.crs} != {first.crs}"
+        else:
+            continue
+        raise InputMismatchError(
+            f"inputs {first.path} and {other.path} do not share a grid: {difference}; "
+            "warp one onto the other first (rio warp --like)"
+        )
+    return infos
+
+
+def _no_bands(path: str, subdatasets: Sequence[str]) -> str:
+    """The message for a dataset without bands of its own (a netCDF or HDF5 container)."""
+    if not subdatasets:
+        return f"{path} has no raster bands; give a raster with at least one band"
+    shown = ", ".join(subdatasets[:4]) + (", ..." if len(subdatasets) > 4 else "")
+    return (
+        f"{path} holds no bands of its own but {len(subdatasets)} subdatasets; pass one of "
+        f"them as the input: {shown}"
+    )
+
+
+def _fill_value(nodata: float | None, dtype: np.dtype) -> float:
+    if nodata is not None:
+        return nodata
+    return np.nan if np.issubdtype(dtype, np.floating) else 0
+
+
+class WindowReader:
+    """Reads windows of every input with handles of its own, filling past the edge.
+
+    ``fill`` is ``"edge"`` (edge pixels repeated outwards, which keeps neighbourhood
+    kernels identical to a whole-raster computation at the edges) or ``"nodata"``.
+    """
+
+    def __init__(self, specs: Sequence[InputSpec], infos: Sequence[InputInfo], fill: str) -> None:
+        self.infos = list(infos)
+        self.fill = fill
+        self.datasets: list[rasterio.io.DatasetReader] = []
+        try:
+            for spec in specs:
+                self.datasets.append(open_raster(spec.path))
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self, task: WindowTask) -> list[np.ndarray]:
+        """Read ``task.read`` from every input.
+
+        Raises
+        ------
+        RasterReadError
+            If GDAL fails to read (a truncated or corrupt file), naming the file and window.
+        """
+        return [
+            self._read_one(src, info, task)
+            for src, info in zip(self.datasets, self.infos, strict=True)
+        ]
+
+    def _read_one(self, src, info: InputInfo, task: WindowTask) -> np.ndarray:
+        read = task.read
+        inner = read.intersection(Window(0, 0, src.width, src.height))
+        try:
+            data = src.read(list(info.bands), window=inner)
+        except RasterioError as err:
+            cause = (
+                "the file may be truncated or corrupt"
+                if is_local_path(src.name)
+                else "the network read failed after GDAL's timeouts and retries (set by "
+                "GDAL_HTTP_LOW_SPEED_TIME, GDAL_HTTP_TIMEOUT, GDAL_HTTP_MAX_RETRY)"
+            )
+            raise RasterReadError(
+                f"reading {src.name} failed at window {describe_window(task)}: "
+                f"{one_line(err)}; {cause}"
+            ) from err
+        top = int(inner.row_off - read.row_off)
+        left = int(inner.col_off - read.col_off)
+        bottom = int(read.height) - int(inner.height) - top
+        right = int(read.width) - int(inner.width) - left
+        if top or left or bottom or right:
+            pad = ((0, 0), (top, bottom), (left, right))
+            if self.fill == "edge":
+                data = np.pad(data, pad, mode="edge")
+            else:
+                value = _fill_value(info.nodata, data.dtype)
+                data = np.pad(data, pad, mode="constant", constant_values=value)
+        return data
+
+    def close(self) -> None:
+        for dataset in self.datasets:
+            dataset.close()
+        self.datasets = []

@@ -1,0 +1,488 @@
+"""The output: its path rules, the COG options, the atomic single writer, tile assembly.
+
+The output is built as ``OUTPUT.partial`` beside the target and renamed into place only
+when complete; a write that fails anywhere fails the run and leaves the target as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Interleaving
+from rasterio.env import env_ctx_if_needed
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from mpraster.errors import (
+    MprasterError,
+    OptionError,
+    OutputExistsError,
+    OutputPathError,
+    OutputWriteError,
+)
+from mpraster.gdal_errors import GDAL_MESSAGES, GDAL_RAISES, gdal_reason, one_line
+from mpraster.resume import Journal, checksum, journal_path, partial_path
+from mpraster.windows import WindowTask
+
+
+def check_output(target: str, overwrite: bool) -> None:
+    """Check, before any work, that ``target`` may be written.
+
+    Raises
+    ------
+    OutputExistsError
+        If it exists and ``overwrite`` is false.
+    OutputPathError
+        If it is a folder, or its folder is missing or not a folder.
+    """
+    if os.path.isdir(target):
+        raise OutputPathError(f"output is a folder: {target}; give a file name")
+    if os.path.lexists(target) and not overwrite:
+        raise OutputExistsError(f"output exists: {target}; pass --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.exists(folder):
+        raise OutputPathError(f"output folder does not exist: {folder}; create it first")
+    if not os.path.isdir(folder):
+        raise OutputPathError(f"output folder is not a folder: {folder}")
+
+
+RESAMPLING_METHODS = ("nearest", "average", "bilinear", "cubic", "mode", "gauss", "lanczos")
+# Compression settings that GDAL keeps only for the handle that created a file: a file
+# reopened to continue after a checkpoint would be compressed differently. With any of
+# these, the windows go to an uncompressed working file and GDAL compresses a copy.
+_CREATION_ONLY = {
+    "zlevel",
+    "zstd_level",
+    "level",
+    "quality",
+    "jpeg_quality",
+    "webp_level",
+    "max_z_error",
+    "max_z_error_overview",
+    "discard_lsb",
+    "jxl_effort",
+    "jxl_distance",
+    "jxl_lossless",
+    "lerc_maxzerror",
+}
+# Profile keys that describe the grid rather than how GDAL creates the file.
+PROFILE_KEYS = {"driver", "dtype", "count", "height", "width", "crs", "transform", "nodata"}
+# GTiff creation options that carry over to GDAL's COG driver.
+COG_OPTIONS = {
+    "compress",
+    "predictor",
+    "level",
+    "quality",
+    "num_threads",
+    "bigtiff",
+    "zstd_level",
+    "max_z_error",
+    "max_z_error_overview",
+}
+
+
+@dataclass(frozen=True)
+class CogOptions:
+    """How to turn the finished output into a Cloud-Optimized GeoTIFF.
+
+    ``overviews`` is ``"auto"`` (halve until the image fits in one tile), ``"none"``, or
+    decimation factors such as ``(2, 4, 8)``; ``resampling`` is used to build them.
+    """
+
+    overviews: str | tuple[int, ...] = "auto"
+    resampling: str = "nearest"
+
+    def __post_init__(self) -> None:
+        if self.resampling not in RESAMPLING_METHODS:
+            raise OptionError(
+                f"unknown --resampling '{self.resampling}'; choose one of "
+                f"{', '.join(RESAMPLING_METHODS)}"
+            )
+        if isinstance(self.overviews, str):
+            if self.overviews not in ("auto", "none"):
+                raise OptionError(
+                    f"--overviews takes auto, none or factors like 2,4,8; got '{self.overviews}'"
+                )
+        elif not self.overviews or any(f < 2 for f in self.overviews):
+            raise OptionError(f"overview factors must be 2 or more, got {self.overviews}")
+
+
+def parse_overviews(text: str) -> str | tuple[int, ...]:
+    """``auto``, ``none`` or comma-separated factors (``2,4,8``), as ``--overviews`` takes."""
+    if text in ("auto", "none"):
+        return text
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError as err:
+        raise OptionError(
+            f"--overviews takes auto, none or factors like 2,4,8; got '{text}'"
+        ) from err
+
+
+def _cog_copy(src_path: str, dst_path: str, profile: Mapping[str, Any], cog: CogOptions) -> None:
+    """Write ``src_path`` as a COG at ``dst_path`` with GDAL's COG driver."""
+    from rasterio.enums import Resampling
+    from rasterio.shutil import copy
+
+    options = {k: v for k, v in profile.items() if k in COG_OPTIONS}
+    options["blocksize"] = profile["blockxsize"]
+    if isinstance(cog.overviews, tuple):
+        with rasterio.open(src_path, "r+") as dst:
+            dst.build_overviews(list(cog.overviews), Resampling[cog.resampling])
+        options["overviews"] = "FORCE_USE_EXISTING"
+    else:
+        options["overviews"] = "AUTO" if cog.overviews == "auto" else "NONE"
+        options["overview_resampling"] = cog.resampling
+    copy(src_path, dst_path, driver="COG", **options)
+
+
+def writer_profiles(profile: Mapping[str, Any], cog: bool) -> tuple[dict[str, Any], bool]:
+    """The profile of the file the windows go to, and whether GDAL copies it at the end.
+
+    The windows go to the final file directly unless it must be made in one go at the end:
+    a COG (overviews and layout need the whole image) or compression settings that a
+    reopened file would not keep; then they go to an uncompressed working file.
+    """
+    if not cog and not _CREATION_ONLY & set(profile):
+        return dict(profile), False
+    excluded = COG_OPTIONS | _CREATION_ONLY
+    return {k: v for k, v in profile.items() if k not in excluded}, True
+
+
+def copy_final(
+    src_path: str, dst_path: str, profile: Mapping[str, Any], cog: CogOptions | None
+) -> None:
+    """Write the working file ``src_path`` as the final file (see `writer_profiles`)."""
+    if cog is not None:
+        _cog_copy(src_path, dst_path, profile, cog)
+        return
+    from rasterio.shutil import copy
+
+    options = {k: v for k, v in profile.items() if k not in PROFILE_KEYS}
+    copy(src_path, dst_path, driver="GTiff", **options)
+
+
+def find_missing_tile(path: str, sparse: bool = False) -> str | None:
+    """What is wrong with the tiles of the closed GeoTIFF at ``path``, or None.
+
+    A backstop for a write error GDAL reported nowhere mpraster hears it (in another
+    thread, or on stderr only): such a tile has no data in the file (allowed only in a
+    ``sparse`` file, a shard), or data past the file's end. It reads GDAL's TIFF directory
+    only (``BLOCK_OFFSET_x_y`` and ``BLOCK_SIZE_x_y``), never the pixels.
+    """
+
+    size = os.path.getsize(path)
+    try:
+        with warnings.catch_warnings():
+            # The output's georeferencing is its inputs', told about when they were read.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with GDAL_MESSAGES.listening() as heard, rasterio.open(path, sharing=False) as src:
+                problem = _tile_outside(src, size, sparse, src.interleaving == Interleaving.band)
+    except GDAL_RAISES as err:
+        return f"the finished file cannot be read back: {gdal_reason(one_line(err))}"
+    if heard.errors:
+        return f"the finished file cannot be read back: {gdal_reason(heard.errors[0])}"
+    return problem
+
+
+def _tile_outside(src, size: int, sparse: bool, by_band: bool) -> str | None:
+    rows, cols = src.block_shapes[0]
+    for band in range(1, src.count + 1) if by_band else [1]:
+        for row in range(-(-src.height // rows)):
+            for col in range(-(-src.width // cols)):
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", band)
+                length = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", band)
+                where = f"tile (row {row}, col {col}) of band {band}"
+                if not offset or not length:
+                    if not sparse:
+                        return f"{where} is missing from the finished file"
+                elif int(offset) + int(length) > size:
+                    return f"{where} ends past the end of the finished file"
+    return None
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Journaling for one run: the job's fingerprint, its tile windows, how often."""
+
+    fingerprint: str
+    tiles: int
+    every: int  # tile windows between checkpoints
+
+
+class OutputWriter:
+    """The single writer: builds the output beside the target, renames it in when complete.
+
+    Use as a context manager; `commit` makes the output appear at the target. Leaving the
+    block on an error removes the partial files and leaves any earlier output at the target
+    untouched; after `stop` (a signal) the partial and its journal stay for ``--resume``.
+
+    Every call the writer makes to GDAL, from creating the file to the copy GDAL makes at
+    the end, listens to what GDAL says in its thread: GDAL reports some failures (a full
+    disk under its compression threads) only as errors logged while the call returns
+    normally. Any such error, or any raised, fails the write with `OutputWriteError`, and
+    the finished file is checked (`find_missing_tile`) before it is renamed into place.
+
+    With ``checkpoints``, every ``every`` tile windows the partial GeoTIFF is closed (which
+    puts its directory on disk) and reopened, and the windows since the last checkpoint are
+    journaled: a run killed outright loses only what came after. The positions depend only
+    on the plan, so every run of a job lays the file out the same way.
+
+    The windows go to the final file directly unless it must be made in one go at the end
+    (see `writer_profiles`); then GDAL writes the final file from a working file at commit.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        profile: Mapping[str, Any],
+        overwrite: bool,
+        cog: CogOptions | None = None,
+        checkpoints: Checkpoints | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.target = target
+        self.tags = dict(tags or {})
+        self.path = partial_path(target)
+        self.profile = dict(profile)
+        self.overwrite = overwrite
+        self.cog = cog
+        self.checkpoints = checkpoints
+        self._work_profile, self.copy_at_end = writer_profiles(self.profile, cog is not None)
+        self._final_path = f"{self.path}-final"
+        self._open_options = (
+            {"num_threads": self.profile["num_threads"]}
+            if "num_threads" in self._work_profile
+            else {}
+        )
+        self._dst: rasterio.io.DatasetWriter | None = None
+        self._journal = None
+        self._checksums: list[int] = []
+        # Kept for --resume: after `stop`, or when the finished file could not be renamed.
+        self._stopped = False
+        self._gdal = contextlib.ExitStack()
+
+    def __enter__(self) -> OutputWriter:
+        check_output(self.target, self.overwrite)
+        # GDAL's errors reach Python only in a thread with a rasterio.Env, and only while
+        # rasterio's logger lets them through: both for the writer's whole life.
+        self._gdal.enter_context(env_ctx_if_needed())
+        GDAL_MESSAGES.retain()
+        self._gdal.callback(GDAL_MESSAGES.release)
+        try:
+            with GDAL_MESSAGES.listening() as heard:
+                self._dst = rasterio.open(self.path, "w", **self._work_profile)
+                if self.tags:
+                    self._dst.update_tags(**self.tags)
+                if self.checkpoints is not None:
+                    self._journal = Journal(
+                        journal_path(self.target),
+                        self.checkpoints.fingerprint,
+                        self.checkpoints.tiles,
+                    )
+            if heard.errors:
+                raise RasterioError(heard.errors[0])
+        except (*GDAL_RAISES, OSError) as err:
+            self._close_quietly()
+            self._remove_partial()
+            self._gdal.close()
+            raise OutputPathError(
+                f"cannot create {self.path}: {gdal_reason(one_line(err))}; check that the "
+                "output folder is writable and has space"
+            ) from err
+        return self
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One step of the writer's own: any error GDAL raises or only logs fails the write."""
+        with GDAL_MESSAGES.listening() as heard:
+            try:
+                yield
+            except GDAL_RAISES as err:
+                raise self._failed(one_line(err)) from err
+            except OSError as err:  # the journal's: a full disk on its fsync
+                if isinstance(err, MprasterError):
+                    raise
+                raise self._failed(
+                    f"{err.filename or 'the journal'}: {err.strerror or err}"
+                ) from err
+        if heard.errors:
+            raise self._failed(heard.errors[0])
+
+    def _failed(self, reason: str) -> OutputWriteError:
+        folder = os.path.dirname(os.path.abspath(self.target))
+        tile = self.profile["count"] * np.dtype(self.profile["dtype"]).itemsize
+        tile *= self.profile["blockxsize"] * self.profile["blockysize"]
+        full = ""
+        with contextlib.suppress(OSError):
+            # GDAL's own words for a full disk are about TIFF strips; say what it means.
+            if shutil.disk_usage(folder).free < max(1 << 20, tile):
+                full = f" ({folder} is out of space)"
+        return OutputWriteError(
+            f"writing {self.target} failed: {gdal_reason(reason)}{full}; nothing was written "
+            f"to {self.target}"
+        )
+
+    def write(self, array: np.ndarray, window: Window, checksum: int | None = None) -> None:
+        """Write one tile window's result (``checksum``: its pixels', for the journal).
+
+        Raises
+        ------
+        OutputWriteError
+            If GDAL or the journal fails (disk full, I/O error, a codec refusing the data).
+        """
+        with self._writing():
+            self._dst.write(array, window=window)
+            if self._journal is not None:
+                self._checksums.append(checksum)
+                if len(self._checksums) >= self.checkpoints.every:
+                    self._checkpoint(reopen=True)
+
+    def _checkpoint(self, reopen: bool) -> None:
+        self._dst.close()
+        self._dst = None
+        self._journal.checkpoint(self._checksums)
+        self._checksums = []
+        if reopen:
+            self._dst = rasterio.open(self.path, "r+", **self._open_options)
+
+    def stop(self) -> None:
+        """Make everything written so far durable and journaled, and keep it for resume."""
+        if self._journal is not None and self._dst is not None:
+            with self._writing():
+                self._checkpoint(reopen=False)
+            self._journal.close()
+        self._stopped = True
+
+    def commit(self) -> None:
+        """Close the output, check it, and move it to the target (replacing one only with
+        overwrite).
+
+        Raises
+        ------
+        OutputWriteError
+            If GDAL fails to finish the file, or the finished file misses a tile.
+        OutputExistsError
+            If an output appeared at the target meanwhile and ``overwrite`` is false.
+        OutputPathError
+            If the finished file cannot be renamed into place; with a journal, it is kept
+            for ``--resume``.
+        """
+        dst, self._dst = self._dst, None
+        finished = self._final_path if self.copy_at_end else self.path
+        try:
+            with self._writing():
+                dst.close()
+                if self._journal is not None:
+                    # Journaled before the rename: if that fails, the finished partial is
+                    # there for --resume to move into place.
+                    self._journal.checkpoint(self._checksums)
+                    self._checksums = []
+                if self.copy_at_end:
+                    copy_final(self.path, self._final_path, self.profile, self.cog)
+            problem = find_missing_tile(finished, sparse=_is_true(self.profile.get("sparse_ok")))
+            if problem:
+                raise self._failed(problem)
+        except OutputWriteError:
+            self._remove_partial()
+            raise
+        if os.path.lexists(self.target) and not self.overwrite:
+            self._remove_partial()
+            raise OutputExistsError(
+                f"output appeared while running: {self.target}; pass --overwrite to replace it"
+            )
+        try:
+            os.replace(finished, self.target)
+        except OSError as err:
+            raise self._rename_failed(err) from err
+        self._remove_partial()
+
+    def _rename_failed(self, err: OSError) -> OutputPathError:
+        folder = os.path.dirname(os.path.abspath(self.target))
+        reason = err.strerror or str(err)
+        if self._journal is None:
+            self._remove_partial()
+            return OutputPathError(
+                f"cannot move the finished output to {self.target}: {reason}; nothing was "
+                f"written to it: check that {folder} is writable"
+            )
+        if self.copy_at_end:
+            # --resume makes it again from the working file.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._final_path)
+        self._journal.close()
+        self._stopped = True
+        return OutputPathError(
+            f"cannot move the finished output to {self.target}: {reason}; it is kept as "
+            f"{self.path} with its journal: make {folder} writable and run the same command "
+            "with --resume to finish"
+        )
+
+    def _remove_partial(self) -> None:
+        for path in (self.path, self._final_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        if self._journal is not None:
+            self._journal.remove()
+
+    def _close_quietly(self) -> None:
+        """Close the partial after a failure: it goes anyway, so what GDAL says is not news.
+
+        Closing writes what GDAL still holds, and on a full disk fails again.
+        """
+        dst, self._dst = self._dst, None
+        if dst is not None:
+            with GDAL_MESSAGES.listening(), contextlib.suppress(*GDAL_RAISES):
+                dst.close()
+
+    def __exit__(self, *exc_info: object) -> None:
+        opened = self._dst is not None
+        try:
+            self._close_quietly()
+        finally:
+            if not self._stopped and (opened or exc_info[0] is not None):
+                self._remove_partial()
+            self._gdal.close()
+
+
+def _is_true(value: object) -> bool:
+    return str(value).upper() in ("YES", "TRUE", "ON", "1")
+
+
+class TileAssembly:
+    """Hands results to the writer one whole tile window at a time, in plan order.
+
+    A tile window cut into row strips is assembled here first, so the writer never writes
+    part of a tile: GDAL would hold the part in its cache, and under cache pressure flush it
+    early and rewrite it later, which would make the file's layout depend on timing.
+    """
+
+    def __init__(self, writer: OutputWriter, dtype: np.dtype, bands: int) -> None:
+        self.writer = writer
+        self.dtype = dtype
+        self.bands = bands
+        self._buffer: np.ndarray | None = None
+
+    def add(self, task: WindowTask, data: np.ndarray, known: int | None = None) -> None:
+        """Take one window's result; ``known``: its checksum, if it is a whole tile's."""
+        if task.parts == 1:
+            self.writer.write(data, task.tile, checksum(data) if known is None else known)
+            return
+        if task.part == 0:
+            shape = (self.bands, int(task.tile.height), int(task.tile.width))
+            self._buffer = np.empty(shape, dtype=self.dtype)
+        start, stop = task.rows_in_tile
+        self._buffer[:, start:stop] = data
+        if task.part == task.parts - 1:
+            self.writer.write(self._buffer, task.tile, checksum(self._buffer))
+            self._buffer = None
