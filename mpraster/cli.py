@@ -337,35 +337,17 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks (a worker's too) on error.")
 @_one_line_warnings
 def run_command(
-    files,
-    kernel_ref,
-    params,
-    bidx,
-    dtype,
-    nodata,
-    mode,
-    io,
-    jobs,
-    prefetch,
-    block_size,
-    creation_options,
-    driver,
-    cog,
-    overviews,
-    resampling,
-    overwrite,
-    progress,
-    log_interval,
-    show_stats,
-    stats_json,
-    resume,
-    shard,
-    checkpoint_mb,
-    stop_grace,
-    window_timeout,
-    dry_run,
-    quiet,
-    verbose,
+    files: tuple[str, ...],
+    kernel_ref: str,
+    progress: str,
+    log_interval: float,
+    show_stats: bool,
+    stats_json: str | None,
+    stop_grace: float,
+    dry_run: bool,
+    quiet: bool,
+    verbose: bool,
+    **flags: Any,
 ) -> None:
     """Run a kernel over INPUT... and write OUTPUT.
 
@@ -383,42 +365,21 @@ def run_command(
         raise click.UsageError("give at least one INPUT and an OUTPUT")
     *inputs, output = files
     watch = _SignalWatch(stop_grace)
-    stop = watch.stop
     try:
         with contextlib.ExitStack() as stack:
             executor = None
-            if mode == "mpi":
+            if flags["mode"] == "mpi":
                 # Every rank enters MPI mode first, so that no rank waits for one that failed.
                 executor = stack.enter_context(comm_executor())
                 if executor is None:
                     return  # an MPI worker rank: it served windows until rank 0 was done
-                jobs = jobs or mpi_worker_count()
-            options = RunOptions(
-                mode=mode,
-                io=io,
-                jobs=jobs,
-                params=params,
-                bidx=bidx,
-                dtype="uint8" if dtype == "ubyte" else dtype,
-                nodata=nodata,
-                prefetch=prefetch,
-                block_size=block_size,
-                creation_options=creation_options,
-                overwrite=overwrite,
-                cog=CogOptions(parse_overviews(overviews), resampling)
-                if cog or driver.upper() == "COG"
-                else None,
-                resume=resume,
-                checkpoint_mb=checkpoint_mb,
-                shard=parse_shard(shard) if shard else None,
-                window_timeout=window_timeout,
-            )
-            job = plan_job(inputs, output, kernel_ref, options)
+                flags["jobs"] = flags["jobs"] or mpi_worker_count()
+            job = plan_job(inputs, output, kernel_ref, _run_options(**flags))
             if dry_run:
                 click.echo(job.describe())
                 return
             sink = make_progress(progress, sys.stderr, log_interval)
-            stats = execute(job, sink, stop, executor)
+            stats = execute(job, sink, watch.stop, executor)
     except MprasterError as err:
         watch.done()
         _fail(err, verbose)
@@ -431,6 +392,27 @@ def run_command(
         click.echo(f"mpraster: {stats.summary()}", err=True)
     if show_stats:
         click.echo(stats.report(), err=True)
+
+
+def _run_options(
+    *,
+    dtype: str | None,
+    driver: str,
+    cog: bool,
+    overviews: str,
+    resampling: str,
+    shard: str | None,
+    **fields: Any,
+) -> RunOptions:
+    """The `RunOptions` of ``mpraster run``'s flags; the rest of its flags are its fields."""
+    return RunOptions(
+        dtype="uint8" if dtype == "ubyte" else dtype,  # rio's --dtype spells uint8 "ubyte"
+        cog=CogOptions(parse_overviews(overviews), resampling)
+        if cog or driver.upper() == "COG"
+        else None,
+        shard=parse_shard(shard) if shard else None,
+        **fields,
+    )
 
 
 @main.command("merge")

@@ -297,24 +297,32 @@ def _check_codec_fits(
     values: Mapping[str, str], codec: str, dtype: np.dtype, bands: int, cog: bool
 ) -> None:
     """Raise `OptionError` for a codec, predictor or NBITS that cannot encode the output."""
-    bits = dtype.itemsize * 8
-    if "nbits" in values:
-        nbits = int(values["nbits"])
-        low, high = _NBITS.get(dtype.name, (16, 32) if dtype.name == "float32" else (0, 0))
-        if dtype.name == "float32" and nbits not in (16, 32):
-            takes = "a float32 output takes NBITS=16 (half precision) only"
-        elif not high:
-            takes = "NBITS is for uint8, uint16, uint32 and float32 outputs"
-        elif not low <= nbits <= high:
-            takes = f"a {dtype.name} output takes NBITS from {low} to {high}"
-        else:
-            takes = ""
-        if takes:
-            raise OptionError(
-                f"creation option NBITS={nbits} does not suit the {dtype.name} output: {takes}; "
-                "drop NBITS or change it"
-            )
-        bits = nbits
+    bits = _check_nbits(values, dtype)
+    _check_predictor(values, codec, dtype, bits)
+    _check_image_codec(values, codec, dtype, bands, bits, cog)
+
+
+def _check_nbits(values: Mapping[str, str], dtype: np.dtype) -> int:
+    """The bits per sample the output gets: NBITS, checked against its type, or the type's."""
+    if "nbits" not in values:
+        return dtype.itemsize * 8
+    nbits = int(values["nbits"])
+    low, high = _NBITS.get(dtype.name, (16, 32) if dtype.name == "float32" else (0, 0))
+    if dtype.name == "float32" and nbits not in (16, 32):
+        takes = "a float32 output takes NBITS=16 (half precision) only"
+    elif not high:
+        takes = "NBITS is for uint8, uint16, uint32 and float32 outputs"
+    elif not low <= nbits <= high:
+        takes = f"a {dtype.name} output takes NBITS from {low} to {high}"
+    else:
+        return nbits
+    raise OptionError(
+        f"creation option NBITS={nbits} does not suit the {dtype.name} output: {takes}; "
+        "drop NBITS or change it"
+    )
+
+
+def _check_predictor(values: Mapping[str, str], codec: str, dtype: np.dtype, bits: int) -> None:
     predictor = values.get("predictor", "1")
     # The COG driver's names for the predictors (YES picks the one that suits the type).
     floating = dtype.name in ("float32", "float64")
@@ -324,24 +332,31 @@ def _check_codec_fits(
         "FLOATING_POINT": "3",
         "YES": "3" if floating else "2",
     }.get(predictor, predictor)
-    if predictor != "1":
-        label = f"creation option PREDICTOR={values['predictor']}"
-        if codec not in _PREDICTOR_CODECS:
-            raise OptionError(
-                f"{label} needs a compression that uses it (DEFLATE, LZW, LZMA or ZSTD), and "
-                f"the output is {_compression(codec)}; set COMPRESS=DEFLATE (or ZSTD, LZW) or "
-                "drop PREDICTOR"
-            )
-        if predictor == "3" and not floating:
-            raise OptionError(
-                f"{label} (floating point) needs a float32 or float64 output, and the output "
-                f"is {dtype.name}; use PREDICTOR=2"
-            )
-        if predictor == "2" and bits not in (8, 16, 32, 64):
-            raise OptionError(
-                f"{label} needs 8, 16, 32 or 64-bit samples, and NBITS={bits} packs them "
-                "tighter; drop PREDICTOR or NBITS"
-            )
+    if predictor == "1":
+        return
+    label = f"creation option PREDICTOR={values['predictor']}"
+    if codec not in _PREDICTOR_CODECS:
+        raise OptionError(
+            f"{label} needs a compression that uses it (DEFLATE, LZW, LZMA or ZSTD), and "
+            f"the output is {_compression(codec)}; set COMPRESS=DEFLATE (or ZSTD, LZW) or "
+            "drop PREDICTOR"
+        )
+    if predictor == "3" and not floating:
+        raise OptionError(
+            f"{label} (floating point) needs a float32 or float64 output, and the output "
+            f"is {dtype.name}; use PREDICTOR=2"
+        )
+    if predictor == "2" and bits not in (8, 16, 32, 64):
+        raise OptionError(
+            f"{label} needs 8, 16, 32 or 64-bit samples, and NBITS={bits} packs them "
+            "tighter; drop PREDICTOR or NBITS"
+        )
+
+
+def _check_image_codec(
+    values: Mapping[str, str], codec: str, dtype: np.dtype, bands: int, bits: int, cog: bool
+) -> None:
+    """The codecs made for images (JPEG, WEBP, CCITT, YCbCr) and what they can hold."""
     interleave = values.get("interleave", "PIXEL")
     if codec == "JPEG":
         # 12-bit JPEG (uint16, NBITS=12) depends on how GDAL was built; rasterio's wheels
