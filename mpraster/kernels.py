@@ -81,7 +81,7 @@ class KernelContext:
 
 @dataclass(frozen=True)
 class Kernel:
-    """A loaded kernel with everything the engine needs to know about it.
+    """A loaded kernel with everything a run needs to know about it.
 
     ``ref`` is how a worker process finds the kernel again: a built-in or plugin name,
     ``package.module:function`` or ``path/to/file.py:function``.

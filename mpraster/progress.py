@@ -18,7 +18,7 @@ PROGRESS_KINDS = ("auto", "bar", "log", "json", "none")
 
 
 class ProgressSink(Protocol):
-    """What the engine reports to."""
+    """What a run reports its progress to."""
 
     def start(self, windows: int, pixels: int) -> None: ...
 
