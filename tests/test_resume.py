@@ -235,3 +235,25 @@ def test_damaged_partial_is_refused(tmp_path):
         ds.write(np.full((2, 16, 16), 9, dtype="uint8"), window=((0, 16), (0, 16)))
     with pytest.raises(ResumeError, match="does not match its journal"):
         mpraster.run(src, out2, "reverse", resume=True, **kwargs)
+
+
+def test_a_failed_resumed_run_leaves_nothing_behind(tmp_path):
+    """The interrupted run's partial is moved aside while a resumed run takes windows from
+    it; when the resumed run fails, that copy goes too (its journal went with the failed
+    run's), instead of lying beside the output as OUTPUT.partial.resume."""
+    src = coded(tmp_path)
+    out = tmp_path / "o.tif"
+    kwargs = dict(jobs=1, block_size=16, params={"row": 128}, checkpoint_mb=0.0001)
+    kernel = "kernels_for_tests:fail_on_second_row"  # fails on the window at row 128
+    stop = mpraster.StopSignal(grace=0)
+
+    class StopAfter(mpraster.progress.NullProgress):
+        def advance(self, windows, pixels):
+            stop.set(signal.SIGTERM)
+
+    with pytest.raises(mpraster.MprasterError, match="--resume"):
+        mpraster.run(src, out, kernel, mode="threads", stop=stop, progress=StopAfter(), **kwargs)
+    assert (tmp_path / "o.tif.partial").exists() and (tmp_path / "o.tif.journal").exists()
+    with pytest.raises(mpraster.errors.WindowFailed, match="row 128"):
+        mpraster.run(src, out, kernel, mode="threads", resume=True, **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.tif"]
