@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,13 +92,17 @@ def memory_estimate(job: Job) -> dict[str, int]:
     return {"windows": windows, "gdal_cache": caches, "total": windows + caches}
 
 
-def main_gdal_env(cache_bytes: int) -> contextlib.AbstractContextManager:
+def main_gdal_env(
+    cache_bytes: int, config: Mapping[str, str] | None = None
+) -> contextlib.AbstractContextManager:
     """The main process's GDAL configuration: its block cache and the network timeouts.
 
     The writer's tiles stay in the cache until GDAL flushes them (compressing on its
     NUM_THREADS); bounding the cache bounds the main process's memory, whatever the
-    raster's size. A GDAL_CACHEMAX the user set wins.
+    raster's size. A GDAL_CACHEMAX the user set (environment or ``config``) wins; ``config``
+    is the run's own GDAL configuration (``--config``).
     """
-    if "GDAL_CACHEMAX" in os.environ:
-        return gdal_env()
-    return gdal_env(GDAL_CACHEMAX=cache_bytes)
+    config = dict(config or {})
+    if "GDAL_CACHEMAX" not in os.environ:
+        config.setdefault("GDAL_CACHEMAX", cache_bytes)
+    return gdal_env(**config)

@@ -324,6 +324,14 @@ def main() -> None:
     help="On SIGTERM/SIGINT, seconds to let windows in flight finish before stopping.",
 )
 @click.option(
+    "--config",
+    "gdal_config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_key_value_pairs("--config"),
+    help="GDAL configuration option for this run, in every worker too (repeatable).",
+)
+@click.option(
     "--window-timeout",
     type=float,
     default=None,

@@ -137,6 +137,12 @@ class WindowTimeoutError(MprasterError, TimeoutError):
     exit_code = 20
 
 
+class InputUnreachableError(MprasterError, ConnectionError):
+    """A remote input cannot be reached: connection, name resolution, timeout or access."""
+
+    exit_code = 21
+
+
 class Interrupted(MprasterError):
     """The run was stopped by a signal (SIGINT, SIGTERM) before it finished."""
 

@@ -129,7 +129,7 @@ def execute(
     OutputLockedError
         At once, if another run is writing the same output; nothing of it is touched.
     """
-    with OutputLock(job.output), main_gdal_env(job.main_cache_bytes):
+    with OutputLock(job.output), main_gdal_env(job.main_cache_bytes, job.gdal_config):
         check_previous_run_unchanged(job.output, job.resume_from, job.overwrite)
         return _run_pipeline(job, progress or NullProgress(), stop, executor)
 
@@ -148,7 +148,8 @@ def _worker_spec(job: Job) -> WorkerSpec:
         bands=job.bands,
         in_process=in_process,
         gdal_cache_bytes=job.worker_cache_bytes,
-        gdal_config=tuple(network_config().items()),
+        # What GDAL is told in the main process, for worker processes and MPI ranks.
+        gdal_config=tuple({**network_config(), **job.gdal_config}.items()),
         # Threads get the kernel itself; other processes import it by its ref.
         kernel=None if in_process else job.kernel,
     )

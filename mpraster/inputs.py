@@ -22,12 +22,13 @@ from rasterio.windows import Window
 from mpraster.errors import (
     InputMismatchError,
     InputNotFoundError,
+    InputUnreachableError,
     MixedBandTypesError,
     NotARasterError,
     OptionError,
     RasterReadError,
 )
-from mpraster.gdal_errors import one_line
+from mpraster.gdal_errors import GDAL_MESSAGES, gdal_reason, one_line
 from mpraster.windows import WindowTask, describe_window
 
 # GDAL (through curl) waits for ever on a stalled HTTP read unless told otherwise. These
@@ -59,9 +60,10 @@ def gdal_env(**options: Any) -> rasterio.Env:
     """A ``rasterio.Env`` with the network settings and ``options``, for the main thread.
 
     Entered in the main thread it sets GDAL's process-wide configuration, which worker
-    threads and GDAL's own threads see too; worker processes apply `network_config`.
+    threads and GDAL's own threads see too; worker processes apply `network_config`. A
+    setting in ``options`` (``--config``) wins over the network defaults.
     """
-    return rasterio.Env(**network_config(), **options)
+    return rasterio.Env(**{**network_config(), **options})
 
 
 def is_local_path(name: str) -> bool:
@@ -149,12 +151,15 @@ def open_raster(path: str) -> rasterio.io.DatasetReader:
     """Open ``path`` for reading with a handle of its own.
 
     ``path`` may be any GDAL dataset name (see `is_local_path`); only a plain path is
-    checked on the local filesystem first.
+    checked on the local filesystem first. Whether a name is missing, unreachable or not a
+    raster is GDAL's answer, errors it only logged included (for a URL, the HTTP error).
 
     Raises
     ------
     InputNotFoundError
         If there is no file at ``path`` (or GDAL says a remote or virtual one does not exist).
+    InputUnreachableError
+        If a remote input cannot be reached (connection, name resolution, timeout, access).
     NotARasterError
         If GDAL cannot open it as a raster.
     RasterReadError
@@ -165,19 +170,47 @@ def open_raster(path: str) -> rasterio.io.DatasetReader:
         raise InputNotFoundError(f"input not found: {path}; check the path")
     if local and os.path.isdir(path):
         raise NotARasterError(f"input is a folder, not a raster: {path}")
-    try:
-        return rasterio.open(path, sharing=False)
-    except RasterioError as err:
-        said = one_line(err)
-        if not local and re.search(r"does not exist|No such file|response code[^0-9]*404", said):
-            raise InputNotFoundError(f"input not found: {path}: {said}") from err
-        if local and _looks_like_tiff(path):
+    with GDAL_MESSAGES.listening() as heard:
+        try:
+            return rasterio.open(path, sharing=False)
+        except RasterioError as err:
+            failure = err
+    said = one_line(failure)
+    if local:
+        if _looks_like_tiff(path):
             raise RasterReadError(
                 f"cannot read {path}: {said}; the file may be truncated or corrupt"
-            ) from err
-        raise NotARasterError(
-            f"cannot open {path} as a raster: {said}; give a GeoTIFF or another format GDAL reads"
-        ) from err
+            ) from failure
+    else:
+        _raise_if_missing_or_unreachable(path, [*heard.errors, said], failure)
+    raise NotARasterError(
+        f"cannot open {path} as a raster: {said}; give a GeoTIFF or another format GDAL reads"
+    ) from failure
+
+
+# What GDAL (through curl) says when a remote input is not there, or cannot be reached.
+_MISSING = re.compile(r"response code[^0-9]*404|\b404\b|does not exist|No such file", re.I)
+_UNREACHABLE = re.compile(
+    r"CURL error|Could not (?:connect|resolve)|Couldn't (?:connect|resolve)|timed out|"
+    r"Operation too slow|response code[^0-9]*(?:401|403)|Access Denied|SSL",
+    re.I,
+)
+
+
+def _raise_if_missing_or_unreachable(path: str, said: list[str], failure: Exception) -> None:
+    """Decide from GDAL's words for a remote or virtual input: not there, or not reachable.
+
+    A connection error comes first: GDAL then also says the name "does not exist".
+    """
+    unreachable = next((m for m in said if _UNREACHABLE.search(m)), None)
+    if unreachable is not None:
+        raise InputUnreachableError(
+            f"cannot reach input {path}: {gdal_reason(unreachable)}; check the address, the "
+            "network and any credentials (GDAL_HTTP_* / AWS_* settings, --config)"
+        ) from failure
+    missing = next((m for m in said if _MISSING.search(m)), None)
+    if missing is not None:
+        raise InputNotFoundError(f"input not found: {path}: {gdal_reason(missing)}") from failure
 
 
 def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:

@@ -71,6 +71,7 @@ class Job:
     checkpoint_bytes: int = int(CHECKPOINT_MB * 2**20)
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     window_timeout: float | None = None
+    gdal_config: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def tiles(self) -> list[Window]:
@@ -175,7 +176,7 @@ def plan_job(
             f"in an interactive session: --mode {mode} workers cannot import it; define it "
             "at the top level of a module or script, or use --mode threads"
         )
-    with gdal_env():
+    with gdal_env(**options.gdal_config):
         infos = inspect_inputs(specs)
     out = _output_spec(kernel, specs, infos, params, options, jobs)
     halo = kernel.halo(params)
@@ -204,6 +205,7 @@ def plan_job(
         fingerprint=_fingerprint(specs, infos, kernel, params, out.profile, options),
         checkpoint_bytes=int(options.checkpoint_mb * 2**20),
         window_timeout=options.window_timeout,
+        gdal_config=dict(options.gdal_config),
     )
     if options.shard is not None:
         job = _shard(job, options)

@@ -71,6 +71,10 @@ class RunOptions:
     window_timeout : float, optional
         Fail the run (naming the window) when a window runs longer than this many seconds
         in a worker: a hung network filesystem then ends the job instead of stalling it.
+    gdal_config : mapping
+        GDAL configuration options for this run (``--config KEY=VALUE``, as GDAL's own
+        tools spell it: ``GDAL_HTTP_TIMEOUT``, ``AWS_REGION``, ``GDAL_DISABLE_READDIR_ON_OPEN``
+        ...), set in the main process and in every worker process and MPI rank.
 
     Raises
     ------
@@ -94,11 +98,15 @@ class RunOptions:
     checkpoint_mb: float = CHECKPOINT_MB
     shard: tuple[int, int] | None = None
     window_timeout: float | None = None
+    gdal_config: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # None from a caller means "the default": a mapping is always there afterwards.
         object.__setattr__(self, "params", dict(self.params or {}))
         object.__setattr__(self, "creation_options", dict(self.creation_options or {}))
+        object.__setattr__(
+            self, "gdal_config", {str(k): str(v) for k, v in (self.gdal_config or {}).items()}
+        )
         if self.mode not in MODES:
             raise OptionError(f"unknown --mode '{self.mode}'; choose one of {', '.join(MODES)}")
         if self.io is not None and self.io not in IO_PLACEMENTS:
