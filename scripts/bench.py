@@ -24,31 +24,22 @@ PNG plots (with matplotlib) beside it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import textwrap
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
+from benchlib import CONFIGS, ROOT, argument_parser, mpraster_command, timed, write_section
 
-ROOT = Path(__file__).resolve().parents[1]
+from mpraster.sample import write_raster
+
 PEERS = ROOT / "scripts" / "peers"
 RGB = ROOT.parent / "shared" / "data" / "RGB.byte.tif"
-CONFIGS = [
-    ("threads", "main"),
-    ("threads", "workers"),
-    ("processes", "main"),
-    ("processes", "workers"),
-]
 PEER_SCRIPTS = {
     "rasterio thread-pool example": ("rasterio_threads", None),
     "rasterio process-pool example": ("rasterio_processes", None),
@@ -84,87 +75,20 @@ def mosaic(path: Path, size: int, compress: str | None) -> Path:
     tile = np.concatenate([data, data[:, ::-1]], axis=1)
     tile = np.concatenate([tile, tile[:, :, ::-1]], axis=2)
     big = np.tile(tile, reps)[:, :size, :size]
-    profile.update(height=size, width=size, tiled=True, blockxsize=512, blockysize=512)
-    if compress:
-        profile["compress"] = compress
+    options = {"compress": compress} if compress else {}
     tmp = path.with_suffix(".tmp.tif")
-    with rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(big)
+    write_raster(
+        tmp,
+        big,
+        nodata=profile["nodata"],
+        tile=512,
+        crs=profile["crs"],
+        transform=profile["transform"],
+        interleave=profile["interleave"],
+        **options,
+    )
     tmp.replace(path)
     return path
-
-
-def write_tiled(path: Path, data: np.ndarray, block: int) -> Path:
-    """Write ``data`` (bands, rows, cols) as a georeferenced GeoTIFF tiled at ``block``."""
-    bands, rows, cols = data.shape
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        dtype=data.dtype.name,
-        count=bands,
-        height=rows,
-        width=cols,
-        crs="EPSG:32618",
-        transform=from_origin(0, 0, 30, 30),
-        tiled=True,
-        blockxsize=block,
-        blockysize=block,
-    ) as dst:
-        dst.write(data)
-    return path
-
-
-def _tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def _rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def timed(cmd: list[str]) -> tuple[float, float, float]:
-    """Run ``cmd``: wall seconds, peak MiB of the main process, peak MiB of the whole tree."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peaks = [0.0, 0.0]
-
-    def sample() -> None:
-        while proc.poll() is None:
-            main = _rss_mib(proc.pid)
-            total = sum(_rss_mib(p) for p in _tree(proc.pid))
-            peaks[0], peaks[1] = max(peaks[0], main), max(peaks[1], total)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    _, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    sampler.join()
-    if proc.returncode:
-        raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd)}\n{stderr.decode()[-2000:]}")
-    return wall, peaks[0], peaks[1]
 
 
 def commands(job: Job, out: Path) -> dict[str, list[str]]:
@@ -172,29 +96,11 @@ def commands(job: Job, out: Path) -> dict[str, list[str]]:
     extra = ["--co", f"COMPRESS={job.compress}"] if job.compress else []
     for mode, io in CONFIGS:
         for jobs in (1, 2):
-            cmds[f"mpraster `--mode {mode} --io {io}`|{jobs}"] = [
-                sys.executable,
-                "-m",
-                "mpraster",
-                "run",
-                str(job.input),
-                str(out / f"{job.name}-{mode}-{io}-{jobs}.tif"),
-                "--kernel",
-                "reverse",
-                "-p",
-                f"cost={job.cost}",
-                "--mode",
-                mode,
-                "--io",
-                io,
-                "-j",
-                str(jobs),
-                "--overwrite",
-                "--quiet",
-                "--progress",
-                "none",
-                *extra,
-            ]
+            target = out / f"{job.name}-{mode}-{io}-{jobs}.tif"
+            options = ["-p", f"cost={job.cost}", "--mode", mode, "--io", io, "-j", str(jobs)]
+            cmds[f"mpraster `--mode {mode} --io {io}`|{jobs}"] = mpraster_command(
+                job.input, target, "reverse", *options, *extra
+            )
     peers = dict(PEER_SCRIPTS)
     if job.cost == 0:
         peers["GDAL's own copy (no kernel)"] = ("gdal_copy", None)
@@ -361,26 +267,10 @@ def plot(job: Job, figures: dict[str, Figures], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write_section(name: str, text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    begin, end = f"<!-- bench.py:{name} begin -->", f"<!-- bench.py:{name} end -->"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text}\n{end}"
-    if begin in current:
-        head, _, rest = current.partition(begin)
-        current = head + block + rest.partition(end)[2]
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(current)
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser = argument_parser(__doc__, runs=3)
     parser.add_argument("--jobs", default="cpu-rgb,cpu-2048,io-8192,memory")
-    parser.add_argument("--data", type=Path, default=ROOT / "out" / "bench-data")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
-    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md and plots")
     args = parser.parse_args()
     if not RGB.exists():
         raise SystemExit(f"the real raster is needed: {RGB}")

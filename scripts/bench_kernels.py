@@ -7,9 +7,7 @@ against -j 2 (whole processes).
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from bench import write_section, write_tiled
+from benchlib import argument_parser, mpraster_command, wall_seconds, write_section
 
 from mpraster.builtin_kernels import (
     focal_max,
@@ -28,8 +26,8 @@ from mpraster.builtin_kernels import (
     slope,
 )
 from mpraster.kernels import KernelContext
+from mpraster.sample import write_raster
 
-ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 512
 
 
@@ -159,34 +157,15 @@ def scaling_table(size: int, runs: int, data: Path) -> str:
     if not dem.exists():
         r, c = np.mgrid[0:size, 0:size]
         z = (300 + 40 * np.sin(r / 97.0) * np.cos(c / 53.0) + r * 0.01).astype(np.float32)
-        write_tiled(dem, z[np.newaxis], 512)
+        write_raster(dem, z[np.newaxis], tile=512)
     times: dict[int, list[float]] = {1: [], 2: []}
     for round_ in range(runs + 1):
         for jobs in (1, 2):
-            start = time.perf_counter()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "mpraster",
-                    "run",
-                    str(dem),
-                    str(data / f"mean{jobs}.tif"),
-                    "-k",
-                    "focal-mean",
-                    "-p",
-                    "size=5",
-                    "-j",
-                    str(jobs),
-                    "--overwrite",
-                    "-q",
-                    "--progress",
-                    "none",
-                ],
-                check=True,
-            )
+            out = data / f"mean{jobs}.tif"
+            cmd = mpraster_command(dem, out, "focal-mean", "-p", "size=5", "-j", str(jobs))
+            wall = wall_seconds(cmd)
             if round_:
-                times[jobs].append(time.perf_counter() - start)
+                times[jobs].append(wall)
     with rasterio.open(data / "mean1.tif") as a, rasterio.open(data / "mean2.tif") as b:
         same = np.array_equal(a.read(), b.read())
     one, two = statistics.median(times[1]), statistics.median(times[2])
@@ -199,11 +178,8 @@ def scaling_table(size: int, runs: int, data: Path) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser = argument_parser(__doc__, runs=5)
     parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--data", type=Path, default=ROOT / "out" / "bench-data")
-    parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     text = (

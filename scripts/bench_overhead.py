@@ -15,36 +15,28 @@ Medians of ``--runs`` runs after a warm-up; every output is checked against the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from bench import write_section, write_tiled
+from benchlib import CONFIGS, argument_parser, mpraster_command, wall_seconds, write_section
 
 import mpraster
+from mpraster.sample import write_raster
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL, LARGE = 64, 512
-CONFIGS = [
-    ("threads", "main"),
-    ("threads", "workers"),
-    ("processes", "main"),
-    ("processes", "workers"),
-]
 
 
 def make_input(path: Path, size: int) -> Path:
     if not path.exists():
         data = np.random.default_rng(0).integers(0, 255, (1, size, size), dtype=np.uint8)
-        write_tiled(path, data, SMALL)
+        write_raster(path, data, tile=SMALL)
     return path
 
 
@@ -87,43 +79,16 @@ def under_mpi(launcher: list[str], src: Path, out: Path, io: str, block: int) ->
         OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
         OMPI_MCA_rmaps_base_oversubscribe="1",
     )
-    cmd = [
-        *launcher,
-        sys.executable,
-        "-m",
-        "mpraster",
-        "run",
-        str(src),
-        str(out),
-        "-k",
-        "reverse",
-        "-p",
-        "cost=0",
-        "--mode",
-        "mpi",
-        "--io",
-        io,
-        "--block-size",
-        str(block),
-        "--overwrite",
-        "--stats-json",
-        str(out.with_suffix(".json")),
-        "--progress",
-        "none",
-        "-q",
-    ]
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    return wall, json.loads(out.with_suffix(".json").read_text())["windows"]
+    options = ["-p", "cost=0", "--mode", "mpi", "--io", io, "--block-size", str(block)]
+    stats = out.with_suffix(".json")
+    cmd = mpraster_command(src, out, "reverse", *options, "--stats-json", str(stats))
+    wall = wall_seconds([*launcher, *cmd], env)
+    return wall, json.loads(stats.read_text())["windows"]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser = argument_parser(__doc__, runs=5)
     parser.add_argument("--size", type=int, default=2048)
-    parser.add_argument("--data", type=Path, default=ROOT / "out" / "bench-data")
-    parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     src = make_input(args.data / f"overhead{args.size}.tif", args.size)

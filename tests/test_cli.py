@@ -1,37 +1,22 @@
 """The command line, through a subprocess as users run it."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
 import rasterio
+from helpers import run_cli, run_command
 
 from mpraster.options import default_jobs
-
-
-def run(cmd, env, *args, check=True):
-    proc = subprocess.run(
-        [*cmd, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.mark.parametrize("mode,io", [("threads", "main"), ("processes", "workers")])
 def test_run_matches_reference_and_library(tmp_path, make_raster, mpraster_cmd, cli_env, mode, io):
     src = make_raster((3, 50, 45), "int32")
     out = tmp_path / "o.tif"
-    proc = run(
+    proc = run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         out,
         "--kernel",
@@ -48,6 +33,7 @@ def test_run_matches_reference_and_library(tmp_path, make_raster, mpraster_cmd, 
         "16",
         "--co",
         "COMPRESS=DEFLATE",
+        check=True,
     )
     with rasterio.open(src) as a, rasterio.open(out) as b:
         assert np.array_equal(b.read(), a.read()[::-1])
@@ -61,10 +47,9 @@ def test_progress_is_log_lines_when_stderr_is_not_a_terminal(
     tmp_path, make_raster, mpraster_cmd, cli_env
 ):
     src = make_raster((1, 48, 48), "uint8")
-    proc = run(
+    proc = run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         tmp_path / "o.tif",
         "-k",
@@ -77,6 +62,7 @@ def test_progress_is_log_lines_when_stderr_is_not_a_terminal(
         "1",
         "--log-interval",
         "0",
+        check=True,
     )
     lines = proc.stderr.splitlines()
     assert lines[0] == "mpraster: start: 9 windows, 0.00 MPix"
@@ -86,10 +72,9 @@ def test_progress_is_log_lines_when_stderr_is_not_a_terminal(
 
 def test_progress_bar_and_quiet(tmp_path, make_raster, mpraster_cmd, cli_env):
     src = make_raster((1, 48, 48), "uint8")
-    proc = run(
+    proc = run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         tmp_path / "o.tif",
         "-k",
@@ -101,13 +86,13 @@ def test_progress_bar_and_quiet(tmp_path, make_raster, mpraster_cmd, cli_env):
         "--progress",
         "bar",
         "--quiet",
+        check=True,
     )
     assert "9/9" in proc.stderr and "win" in proc.stderr and "MPix/s" in proc.stderr
     assert "windows," not in proc.stderr  # --quiet: no summary line
-    proc = run(
+    proc = run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         tmp_path / "p.tif",
         "-k",
@@ -117,6 +102,7 @@ def test_progress_bar_and_quiet(tmp_path, make_raster, mpraster_cmd, cli_env):
         "--progress",
         "none",
         "--quiet",
+        check=True,
     )
     assert proc.stderr == ""
 
@@ -124,10 +110,9 @@ def test_progress_bar_and_quiet(tmp_path, make_raster, mpraster_cmd, cli_env):
 def test_stats_json(tmp_path, make_raster, mpraster_cmd, cli_env):
     src = make_raster((2, 40, 40), "uint16")
     stats_file = tmp_path / "stats.json"
-    run(
+    run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         tmp_path / "o.tif",
         "-k",
@@ -141,6 +126,7 @@ def test_stats_json(tmp_path, make_raster, mpraster_cmd, cli_env):
         "-q",
         "--stats-json",
         stats_file,
+        check=True,
     )
     stats = json.loads(stats_file.read_text())
     assert stats["pixels"] == 1600 and stats["bytes_written"] == 2 * 1600 * 2
@@ -149,22 +135,20 @@ def test_stats_json(tmp_path, make_raster, mpraster_cmd, cli_env):
 
 
 def test_kernels_listing(mpraster_cmd, cli_env):
-    proc = run(mpraster_cmd, cli_env, "kernels")
+    proc = run_command([*mpraster_cmd, "kernels"], env=cli_env, check=True)
     assert (
         "reverse" in proc.stdout
         and "reverse-py" in proc.stdout
         and "cost (int, default 2000)" in proc.stdout
     )
-    proc = run(mpraster_cmd, cli_env, "kernels", "reverse")
+    proc = run_command([*mpraster_cmd, "kernels"], "reverse", env=cli_env, check=True)
     assert "releases the GIL" in proc.stdout and "uint16" in proc.stdout
 
 
 def test_usage_errors_are_click_errors(tmp_path, mpraster_cmd, cli_env):
-    proc = run(
-        mpraster_cmd, cli_env, "run", tmp_path / "only-one.tif", "-k", "reverse", check=False
-    )
+    proc = run_cli(mpraster_cmd, cli_env, tmp_path / "only-one.tif", "-k", "reverse")
     assert proc.returncode == 2 and "give at least one INPUT and an OUTPUT" in proc.stderr
-    proc = run(mpraster_cmd, cli_env, "run", "a", "b", "-k", "reverse", "-p", "cost", check=False)
+    proc = run_cli(mpraster_cmd, cli_env, "a", "b", "-k", "reverse", "-p", "cost")
     assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr
 
 
@@ -182,7 +166,7 @@ def test_default_jobs_follows_the_batch_system(monkeypatch):
 
 def test_bytes_do_not_depend_on_gdal_cache_pressure(tmp_path, make_raster, mpraster_cmd, cli_env):
     """A cache far smaller than the raster makes GDAL flush tiles mid-run; same file."""
-    src = make_raster((3, 400, 400), "uint16", tiled=True, block=64)
+    src = make_raster((3, 400, 400), "uint16", tile=64)
     digests = set()
     for cache, io in (("1", "main"), ("1", "workers"), (None, "main")):
         env = dict(cli_env)
@@ -190,10 +174,9 @@ def test_bytes_do_not_depend_on_gdal_cache_pressure(tmp_path, make_raster, mpras
         if cache:
             env["GDAL_CACHEMAX"] = cache  # megabytes
         out = tmp_path / f"o-{cache}-{io}.tif"
-        run(
+        run_cli(
             mpraster_cmd,
             env,
-            "run",
             src,
             out,
             "-k",
@@ -209,6 +192,7 @@ def test_bytes_do_not_depend_on_gdal_cache_pressure(tmp_path, make_raster, mpras
             "--co",
             "COMPRESS=DEFLATE",
             "-q",
+            check=True,
         )
         digests.add(out.read_bytes())
     assert len(digests) == 1
@@ -216,10 +200,9 @@ def test_bytes_do_not_depend_on_gdal_cache_pressure(tmp_path, make_raster, mpras
 
 def test_progress_json_events(tmp_path, make_raster, mpraster_cmd, cli_env):
     src = make_raster((1, 48, 48), "uint8")
-    proc = run(
+    proc = run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         tmp_path / "o.tif",
         "-k",
@@ -235,6 +218,7 @@ def test_progress_json_events(tmp_path, make_raster, mpraster_cmd, cli_env):
         "--log-interval",
         "0",
         "-q",
+        check=True,
     )
     events = [json.loads(line) for line in proc.stderr.splitlines()]
     assert [e["event"] for e in events] == ["start"] + ["progress"] * 9 + ["end"]
@@ -248,10 +232,9 @@ def test_progress_json_events(tmp_path, make_raster, mpraster_cmd, cli_env):
 
 def test_stats_report(tmp_path, make_raster, mpraster_cmd, cli_env):
     src = make_raster((3, 64, 64), "uint8")
-    proc = run(
+    proc = run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         tmp_path / "o.tif",
         "-k",
@@ -266,6 +249,7 @@ def test_stats_report(tmp_path, make_raster, mpraster_cmd, cli_env):
         "-q",
         "--progress",
         "none",
+        check=True,
     )
     lines = proc.stderr.splitlines()
     assert [line.split()[0] for line in lines[1:5]] == ["read", "compute", "write", "wait"]
@@ -275,10 +259,9 @@ def test_stats_report(tmp_path, make_raster, mpraster_cmd, cli_env):
 def test_dry_run_prints_the_plan_and_reads_nothing(tmp_path, make_raster, mpraster_cmd, cli_env):
     src = make_raster((2, 100, 90), "uint16")
     out = tmp_path / "o.tif"
-    proc = run(
+    proc = run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         out,
         "-k",
@@ -288,6 +271,7 @@ def test_dry_run_prints_the_plan_and_reads_nothing(tmp_path, make_raster, mprast
         "--block-size",
         "32",
         "--dry-run",
+        check=True,
     )
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
     text = proc.stdout
@@ -302,12 +286,11 @@ def test_dry_run_reports_bad_input_like_a_run(tmp_path, make_raster, mpraster_cm
     src = make_raster((1, 20, 20), "uint8")
     out = tmp_path / "o.tif"
     out.write_bytes(b"x")
-    proc = run(mpraster_cmd, cli_env, "run", src, out, "-k", "reverse", "--dry-run", check=False)
+    proc = run_cli(mpraster_cmd, cli_env, src, out, "-k", "reverse", "--dry-run")
     assert proc.returncode == 9 and "output exists" in proc.stderr
-    proc = run(
+    proc = run_cli(
         mpraster_cmd,
         cli_env,
-        "run",
         src,
         tmp_path / "p.tif",
         "-k",
@@ -315,6 +298,5 @@ def test_dry_run_reports_bad_input_like_a_run(tmp_path, make_raster, mpraster_cm
         "-p",
         "cost=x",
         "--dry-run",
-        check=False,
     )
     assert proc.returncode == 7

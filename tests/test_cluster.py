@@ -3,12 +3,10 @@ variables set by the test (sbatch/qsub themselves are not here)."""
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_mpi import MPIEXEC
+from helpers import BIN, MPIEXEC, run_command, start_command
 
 import mpraster
 from mpraster.errors import OptionError, ResumeError
@@ -16,7 +14,6 @@ from mpraster.merge import merge_shards
 from mpraster.windows import parse_shard
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "cluster"
-BIN = Path(sys.executable).parent
 
 
 def single_run(tmp_path, src, kernel="focal-mean", params=None):
@@ -44,19 +41,12 @@ def script_env(cli_env, **extra):
 
 
 def run_script(name, env):
-    return subprocess.run(
-        ["bash", str(SCRIPTS / name)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_command(["bash", SCRIPTS / name], env=env, timeout=180)
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in SCRIPTS.iterdir()))
-def test_scripts_parse(script):
-    subprocess.run(["bash", "-n", str(SCRIPTS / script)], check=True)
+def test_scripts_parse(script, cli_env):
+    run_command(["bash", "-n", SCRIPTS / script], env=cli_env, check=True)
 
 
 def test_parse_shard():
@@ -151,14 +141,7 @@ def test_slurm_single_node_script_stopped_at_the_time_limit(tmp_path, make_raste
         SLURM_JOB_ID=4242,
     )
     env["PATH"] = f"{fake_bin}{os.pathsep}{env['PATH']}"
-    proc = subprocess.Popen(
-        ["bash", str(SCRIPTS / "slurm-single-node.sbatch")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = start_command(["bash", SCRIPTS / "slurm-single-node.sbatch"], env=env)
     # The job has started once mpraster logs its first line; then the time limit comes.
     started = proc.stderr.readline()
     assert started.startswith("mpraster: start:"), started

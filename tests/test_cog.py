@@ -1,17 +1,16 @@
 """Cloud-Optimized GeoTIFF output, checked against GDAL's COG layout rules by hand."""
 
-import hashlib
 import struct
-import subprocess
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import write_raster
+from helpers import digest, row_coded, run_cli
 
 import mpraster
 from mpraster.errors import OptionError
 from mpraster.output import CogOptions, parse_overviews
+from mpraster.sample import write_raster
 
 
 def ifd_offsets(data: bytes) -> list[int]:
@@ -69,7 +68,7 @@ def test_cog_output_is_valid_and_identical_across_modes(tmp_path, make_raster, m
     with rasterio.open(src) as a, rasterio.open(outs[0]) as b:
         assert np.array_equal(b.read(), a.read()[::-1])
         assert b.compression.name == "deflate"
-    assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in outs}) == 1
+    assert len({digest(p) for p in outs}) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["1.tif", "2.tif", src.name])
 
 
@@ -116,8 +115,6 @@ def test_cog_driver_options_pass_the_creation_option_check(tmp_path, make_raster
 
 
 def test_cog_failure_leaves_nothing(tmp_path):
-    from test_errors import row_coded
-
     src = row_coded(tmp_path)
     out = tmp_path / "o.tif"
     out.write_bytes(b"earlier")
@@ -154,48 +151,13 @@ def test_cog_option_errors():
 def test_cog_from_the_cli(tmp_path, make_raster, mpraster_cmd, cli_env):
     src = make_raster((3, 300, 300), "uint8")
     out = tmp_path / "o.tif"
-    proc = subprocess.run(
-        [
-            *mpraster_cmd,
-            "run",
-            str(src),
-            str(out),
-            "-k",
-            "reverse",
-            "-p",
-            "cost=0",
-            "--driver",
-            "COG",
-            "--overviews",
-            "2,4",
-            "--resampling",
-            "average",
-            "--block-size",
-            "128",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
+    args = [src, out, "-k", "reverse", "-p", "cost=0", "--driver", "COG", "--overviews", "2,4"]
+    proc = run_cli(
+        mpraster_cmd, cli_env, *args, "--resampling", "average", "--block-size", "128", "-q"
     )
     assert proc.returncode == 0, proc.stderr
     assert_valid_cog(out, levels=2)
-    proc = subprocess.run(
-        [
-            *mpraster_cmd,
-            "run",
-            str(src),
-            str(tmp_path / "p.tif"),
-            "-k",
-            "reverse",
-            "--cog",
-            "--overviews",
-            "x",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
+    proc = run_cli(
+        mpraster_cmd, cli_env, src, tmp_path / "p.tif", "-k", "reverse", "--cog", "--overviews", "x"
     )
     assert proc.returncode == 2 and "--overviews takes auto, none or factors" in proc.stderr

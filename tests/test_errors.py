@@ -2,15 +2,15 @@
 no hang, and nothing left behind (the target untouched, no partial file)."""
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import write_raster
+from helpers import assert_one_line_error, row_coded, run_cli, run_command
 
 import mpraster
 from mpraster import errors
+from mpraster.sample import write_raster
 
 EXIT_CODES = {
     cls.exit_code
@@ -30,35 +30,6 @@ def test_exit_codes_are_distinct():
     ]
     codes = [c.exit_code for c in classes]
     assert len(codes) == len(set(codes)) and 0 not in codes
-
-
-def run_cli(mpraster_cmd, cli_env, *args, timeout=60):
-    return subprocess.run(
-        [*mpraster_cmd, "run", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def assert_one_line_error(proc, code, *fragments):
-    assert proc.returncode == code, proc.stderr
-    # Progress log lines may come first; the error is the one line that ends the output.
-    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("mpraster: ")]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def row_coded(tmp_path, rows=48, cols=16):
-    """A raster whose band 0 holds each pixel's row number, for kernels that fail by row."""
-    data = np.zeros((2, rows, cols), dtype="uint8")
-    data[0] = np.arange(rows, dtype="uint8")[:, None]
-    return write_raster(tmp_path / "rows.tif", data)
 
 
 def leftovers(tmp_path):
@@ -313,9 +284,7 @@ def test_unguarded_script_is_told_to_guard_the_call(tmp_path, cli_env):
         f"mpraster.run({str(src)!r}, {str(tmp_path / 'o.tif')!r}, 'reverse-py',"
         " mode='processes', jobs=2, block_size=16, params={'cost': 0})\n"
     )
-    proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=cli_env, timeout=60
-    )
+    proc = run_command([sys.executable, script], env=cli_env)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("mpraster.errors.WorkerDied: a worker process died"), last

@@ -7,10 +7,16 @@ import json
 import os
 import signal
 import socket
-import subprocess
 
 import pytest
-from test_resume import COMMON, coded, start, wait_for_windows
+from helpers import (
+    RESUMABLE_RUN,
+    row_coded,
+    run_cli,
+    run_command,
+    start_cli,
+    wait_for_windows,
+)
 
 import mpraster
 from mpraster import lock as lock_module
@@ -25,7 +31,7 @@ GATE = "kernels_for_tests:wait_for_file"
 def gated(tmp_path, src, out, row=96):
     """A run that writes the windows above ``row``, then waits until tmp_path/go exists."""
     params = ["-p", f"row={row}", "-p", f"path={tmp_path / 'go'}"]
-    return [src, out, "-k", GATE, *params, "--mode", "threads", "-j", "1", *COMMON]
+    return [src, out, "-k", GATE, *params, "--mode", "threads", "-j", "1", *RESUMABLE_RUN]
 
 
 def reference(tmp_path, src, row=96):
@@ -46,17 +52,6 @@ def reference(tmp_path, src, row=96):
     data = out.read_bytes()
     out.unlink()
     return data
-
-
-def cli(cmd, env, command, *args):
-    return subprocess.run(
-        [*cmd, command, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def assert_refused(proc, output, pid):
@@ -80,18 +75,20 @@ def snapshot(*paths):
 def test_second_run_is_refused_and_the_first_finishes(tmp_path, mpraster_cmd, cli_env):
     """The issue: B (--overwrite) used to delete A's partial, and A then put B's unfinished
     partial in place."""
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
     args = gated(tmp_path, src, out)
-    a = start(mpraster_cmd, cli_env, *args)
+    a = start_cli(mpraster_cmd, cli_env, *args)
     wait_for_windows(a, 6)  # windows 0-5 written; A waits at the gate on window 6
     partial, journal = tmp_path / "o.tif.partial", tmp_path / "o.tif.journal"
     before = snapshot(partial, journal)
 
     for extra in (["--overwrite"], ["--resume"], ["--overwrite", "--resume"], ["--dry-run"]):
-        assert_refused(cli(mpraster_cmd, cli_env, "run", *args, *extra), out, a.pid)
+        assert_refused(run_cli(mpraster_cmd, cli_env, *args, *extra), out, a.pid)
     # A merge of the same output is a run of it too.
-    assert_refused(cli(mpraster_cmd, cli_env, "merge", out, "--overwrite"), out, a.pid)
+    assert_refused(
+        run_command([*mpraster_cmd, "merge"], out, "--overwrite", env=cli_env), out, a.pid
+    )
     assert snapshot(partial, journal) == before
     assert not out.exists()
     holder = json.loads((tmp_path / "o.tif.lock").read_text())
@@ -105,10 +102,10 @@ def test_second_run_is_refused_and_the_first_finishes(tmp_path, mpraster_cmd, cl
 
 
 def test_lock_of_a_killed_run_does_not_block(tmp_path, mpraster_cmd, cli_env):
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
     args = gated(tmp_path, src, out)
-    a = start(mpraster_cmd, cli_env, *args)
+    a = start_cli(mpraster_cmd, cli_env, *args)
     wait_for_windows(a, 6)
     a.send_signal(signal.SIGKILL)
     a.communicate(timeout=60)
@@ -119,7 +116,7 @@ def test_lock_of_a_killed_run_does_not_block(tmp_path, mpraster_cmd, cli_env):
 
     expected = reference(tmp_path, src)  # opens the gate
     stats = tmp_path / "stats.json"
-    proc = cli(mpraster_cmd, cli_env, "run", *args, "--resume", "--stats-json", stats, "-q")
+    proc = run_cli(mpraster_cmd, cli_env, *args, "--resume", "--stats-json", stats, "-q")
     assert proc.returncode == 0, proc.stderr
     assert "Error" not in proc.stderr and "cannot lock" not in proc.stderr
     assert json.loads(stats.read_text())["windows_resumed"] == done
@@ -129,17 +126,17 @@ def test_lock_of_a_killed_run_does_not_block(tmp_path, mpraster_cmd, cli_env):
 
 def test_shards_and_merges_are_locked_one_by_one(tmp_path, mpraster_cmd, cli_env):
     """A second run of one shard is refused, another shard runs; a second merge is refused."""
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
     # Shard 0/2 has rows 0-79: it waits at row 32; shard 1/2 never meets the gate.
     args = gated(tmp_path, src, out, row=32)
     shard0 = tmp_path / "o.tif.shard0000of0002.tif"
-    a = start(mpraster_cmd, cli_env, *args, "--shard", "0/2")
+    a = start_cli(mpraster_cmd, cli_env, *args, "--shard", "0/2")
     wait_for_windows(a, 2)
     before = snapshot(tmp_path / f"{shard0.name}.partial", tmp_path / f"{shard0.name}.journal")
-    proc = cli(mpraster_cmd, cli_env, "run", *args, "--shard", "0/2", "--overwrite")
+    proc = run_cli(mpraster_cmd, cli_env, *args, "--shard", "0/2", "--overwrite")
     assert_refused(proc, shard0, a.pid)
-    proc = cli(mpraster_cmd, cli_env, "run", *args, "--shard", "1/2", "-q")
+    proc = run_cli(mpraster_cmd, cli_env, *args, "--shard", "1/2", "-q")
     assert proc.returncode == 0, proc.stderr
     after = snapshot(tmp_path / f"{shard0.name}.partial", tmp_path / f"{shard0.name}.journal")
     assert after == before
@@ -155,7 +152,7 @@ def test_shards_and_merges_are_locked_one_by_one(tmp_path, mpraster_cmd, cli_env
 
         def advance(self, windows, pixels):
             if not second:
-                second.append(cli(mpraster_cmd, cli_env, "merge", out))
+                second.append(run_command([*mpraster_cmd, "merge"], out, env=cli_env))
 
     merge_shards(out, progress=SecondMerge())
     assert_refused(second[0], out, os.getpid())
@@ -168,7 +165,7 @@ def library_kwargs(tmp_path):
 
 
 def test_library_runs_are_locked(tmp_path):
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
     kwargs = library_kwargs(tmp_path)
     job = mpraster.plan_job(src, out, "reverse", **kwargs)  # planned before the other run
@@ -191,7 +188,7 @@ def test_library_runs_are_locked(tmp_path):
 
 def test_a_resume_planned_before_another_run_finished_it_is_refused(tmp_path):
     """The interrupted run is checked again under the lock, not only when planned."""
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
     kwargs = library_kwargs(tmp_path)
     stop = mpraster.StopSignal(grace=0)
@@ -242,7 +239,7 @@ def test_filesystem_without_flock_runs_unlocked(tmp_path, monkeypatch, caplog, c
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(lock_module.fcntl, "flock", no_flock)
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
     mpraster.run(src, out, "reverse", **library_kwargs(tmp_path))
     assert out.exists() and not (tmp_path / "o.tif.lock").exists()

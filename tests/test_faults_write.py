@@ -13,14 +13,13 @@ import threading
 import numpy as np
 import pytest
 import rasterio
-from conftest import synthetic, write_raster
-from test_errors import assert_one_line_error, run_cli
-from test_mpi import mpirun  # noqa: F401  (the fixture)
+from helpers import assert_one_line_error, run_cli, synthetic
 
 import mpraster
 from mpraster import creation_options, gdal_errors, output
 from mpraster.errors import OptionError, OutputPathError, OutputWriteError
 from mpraster.output import CogOptions
+from mpraster.sample import write_raster
 
 EARLIER = b"an earlier output, to be kept byte for byte\n"
 # libtiff itself prints a failed write(2) straight to stderr from GDAL's threads, where no
@@ -57,7 +56,7 @@ def only_the_earlier_output(folder):
 
 
 def assert_disk_full_error(proc, target, mpi=False):
-    # Progress log lines may come first (as in test_errors.assert_one_line_error); mpiexec
+    # Progress log lines may come first (as in helpers.assert_one_line_error); mpiexec
     # reports the exit status after a line of dashes, and the other ranks, torn down by
     # mpiexec once rank 0 has failed, may print their own noise: there, rank 0's error is
     # the one line that says "Error: ".
@@ -129,7 +128,7 @@ def test_disk_full_is_one_line_from_the_cli(
     only_the_earlier_output(tiny_disk)
 
 
-def test_disk_full_under_mpi(tmp_path, tiny_disk, mpirun):  # noqa: F811
+def test_disk_full_under_mpi(tmp_path, tiny_disk, mpirun):
     src = noise(tmp_path, 768)
     out = tiny_disk / "out.tif"
     args = ["-m", "mpraster", "run", src, out, "-k", "reverse", "-p", "cost=0", "--mode", "mpi"]
@@ -157,7 +156,7 @@ def test_torn_file_is_found_before_the_rename(tmp_path, tiny_disk):
 
 def test_find_missing_tile(tmp_path):
     data = synthetic((3, 48, 48), "uint8")
-    whole = write_raster(tmp_path / "whole.tif", data, tiled=True)
+    whole = write_raster(tmp_path / "whole.tif", data, tile=16)
     assert output.find_missing_tile(str(whole)) is None
     # GDAL writes the directory first: cutting the tail leaves it, and the last tile short.
     cut = tmp_path / "cut.tif"

@@ -1,32 +1,24 @@
 """The built-in kernels against NumPy references computed on the whole raster, edges
 included, in every mode; multiple inputs, band selection, halos, nodata, user kernels."""
 
-import hashlib
-import itertools
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import DTYPES, SHARED_DATA, synthetic, write_raster
+from helpers import DTYPES, MATRIX, SHARED_DATA, digest, run_cli, run_command, synthetic
 from rasterio.transform import from_origin
 
 import mpraster
 from mpraster import builtin_kernels
 from mpraster.errors import InputMismatchError, KernelInputError, KernelParameterError
 from mpraster.kernels import KernelContext
-
-MATRIX = list(itertools.product(["threads", "processes"], ["main", "workers"], [1, 2, 3]))
+from mpraster.sample import write_raster
 
 
 def read(path, band=None):
     with rasterio.open(path) as ds:
         return (ds.read(band) if band else ds.read()), ds.profile
-
-
-def digest(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def dem_array(rows=45, cols=37, seed=3):
@@ -41,23 +33,11 @@ def dem_array(rows=45, cols=37, seed=3):
 
 @pytest.fixture
 def dem(tmp_path):
-    data = dem_array()[np.newaxis]
-    profile = dict(transform=from_origin(500000.0, 4200000.0, 30.0, 25.0))
-    path = tmp_path / "dem.tif"
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        dtype="float32",
-        count=1,
-        height=data.shape[1],
-        width=data.shape[2],
-        crs="EPSG:32618",
-        nodata=-9999.0,
-        **profile,
-    ) as dst:
-        dst.write(data)
-    return path
+    """dem_array with pixels 30 m wide and 25 m high (slope and hillshade see the two)."""
+    transform = from_origin(500000.0, 4200000.0, 30.0, 25.0)
+    return write_raster(
+        tmp_path / "dem.tif", dem_array()[np.newaxis], nodata=-9999.0, transform=transform
+    )
 
 
 # ---------------------------------------------------------------- references
@@ -245,13 +225,7 @@ def test_ndvi_two_inputs_and_band_selection_agree(tmp_path):
 
 def test_ndvi_refuses_three_bands_before_work(tmp_path, make_raster, mpraster_cmd, cli_env):
     src = make_raster((3, 20, 20), "uint8")
-    proc = subprocess.run(
-        [*mpraster_cmd, "run", str(src), str(tmp_path / "o.tif"), "-k", "ndvi"],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
-    )
+    proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / "o.tif", "-k", "ndvi")
     assert proc.returncode == 14
     assert (
         "kernel 'normalized-difference' takes two bands" in proc.stderr
@@ -265,13 +239,7 @@ def test_mismatched_grids_name_the_difference(tmp_path, make_raster, mpraster_cm
     b = make_raster((1, 20, 21), "uint8")
     with pytest.raises(InputMismatchError, match="size 20x21 != 20x20"):
         mpraster.run([a, b], tmp_path / "o.tif", "ndvi")
-    proc = subprocess.run(
-        [*mpraster_cmd, "run", str(a), str(b), str(tmp_path / "o.tif"), "-k", "ndvi"],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
-    )
+    proc = run_cli(mpraster_cmd, cli_env, a, b, tmp_path / "o.tif", "-k", "ndvi")
     assert proc.returncode == 13 and "do not share a grid: size 20x21 != 20x20" in proc.stderr
 
 
@@ -289,29 +257,8 @@ def test_rescale_clips_to_the_target_type(tmp_path, dtype, scale, offset, mprast
     data[0, 0, 0] = -9999.0
     src = write_raster(tmp_path / "i.tif", data, nodata=-9999.0)
     out = tmp_path / "o.tif"
-    proc = subprocess.run(
-        [
-            *mpraster_cmd,
-            "run",
-            str(src),
-            str(out),
-            "-k",
-            "rescale",
-            "-p",
-            f"scale={scale}",
-            "-p",
-            f"offset={offset}",
-            "--dtype",
-            dtype,
-            "--block-size",
-            "16",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
-    )
+    args = [src, out, "-k", "rescale", "-p", f"scale={scale}", "-p", f"offset={offset}"]
+    proc = run_cli(mpraster_cmd, cli_env, *args, "--dtype", dtype, "--block-size", "16", "-q")
     assert proc.returncode == 0, proc.stderr
     got, profile = read(out, 1)
     target = np.dtype(dtype)
@@ -391,48 +338,15 @@ def test_user_kernel_gets_context_and_typed_params(tmp_path, user_kernels, mpras
     data[0, 2, 3] = 0
     src = write_raster(tmp_path / "i.tif", data, nodata=0)
     out = tmp_path / "o.tif"
-    proc = subprocess.run(
-        [
-            *mpraster_cmd,
-            "run",
-            str(src),
-            str(out),
-            "-k",
-            f"{user_kernels}:pixel_size",
-            "-p",
-            "scale=2",
-            "--block-size",
-            "16",
-            "-q",
-            "--mode",
-            "auto",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
-    )
+    kernel = f"{user_kernels}:pixel_size"
+    args = [src, out, "-k", kernel, "-p", "scale=2", "--block-size", "16", "-q", "--mode", "auto"]
+    proc = run_cli(mpraster_cmd, cli_env, *args)
     assert proc.returncode == 0, proc.stderr
     got = read(out, 1)[0]
     expected = np.full((20, 18), 60.0)
     expected[2, 3] = -1.0
     assert np.array_equal(got, expected)
-    proc = subprocess.run(
-        [
-            *mpraster_cmd,
-            "run",
-            str(src),
-            str(tmp_path / "p.tif"),
-            "-k",
-            f"{user_kernels}:pixel_size",
-            "-p",
-            "scale=big",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
-    )
+    proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / "p.tif", "-k", kernel, "-p", "scale=big")
     assert (
         proc.returncode == 7
         and "parameter 'scale' of kernel 'pixel_size' must be of type float" in proc.stderr
@@ -461,19 +375,11 @@ def test_plugin_kernel_from_an_entry_point(tmp_path, mpraster_cmd, cli_env, make
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mpr-plugin\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[mpraster.kernels]\ndouble = mpr_plugin:double\n")
     env = dict(cli_env, PYTHONPATH=f"{site}:{cli_env['PYTHONPATH']}")
-    listing = subprocess.run(
-        [*mpraster_cmd, "kernels"], capture_output=True, text=True, env=env, timeout=60
-    )
+    listing = run_command([*mpraster_cmd, "kernels"], env=env)
     assert "double: one raster; halo 0; releases the GIL; no parameters [plugin]" in listing.stdout
     src = make_raster((1, 20, 20), "uint8")
     out = tmp_path / "o.tif"
-    proc = subprocess.run(
-        [*mpraster_cmd, "run", str(src), str(out), "-k", "double", "-q"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    proc = run_cli(mpraster_cmd, env, src, out, "-k", "double", "-q")
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal(read(out)[0], read(src)[0] * 2)
 
@@ -552,13 +458,7 @@ def test_library_takes_the_function_itself(tmp_path, cli_env):
         "                             mode=mode, jobs=2, block_size=16, params={'by': 5})\n"
         "        print(mode, stats.mode, stats.io)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, str(script), str(src), str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=120,
-    )
+    proc = run_command([sys.executable, script], src, tmp_path / "o", env=cli_env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "auto processes workers"
     with rasterio.open(src) as ds:
@@ -595,9 +495,7 @@ def test_kernel_of_an_interactive_session_is_refused_for_processes(tmp_path, cli
         "    return src.copy()\n"
         f"mpraster.run({str(src)!r}, {str(tmp_path / 'o.tif')!r}, f, mode='processes')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env, timeout=60
-    )
+    proc = run_command([sys.executable, "-c", code], env=cli_env)
     assert proc.returncode != 0
     assert (
         "(__main__:f) is a lambda, defined inside a function or in an interactive session"

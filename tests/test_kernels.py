@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import DTYPES, synthetic
+from helpers import DTYPES, synthetic
 
 from mpraster.builtin_kernels import reverse, reverse_py
 from mpraster.errors import KernelDtypeError, KernelNotFoundError, KernelParameterError

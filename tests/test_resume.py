@@ -3,44 +3,18 @@ byte-identical to an uninterrupted one, and windows already written are not comp
 
 import json
 import signal
-import subprocess
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import write_raster
+from helpers import RESUMABLE_RUN, row_coded, run_cli, start_cli, wait_for_windows
 
 import mpraster
 from mpraster.errors import ResumeError, UnfinishedRunError
 
 
-def coded(tmp_path, rows=160, cols=16):
-    """Band 0 holds each pixel's row number (for kernels that act on a given window)."""
-    data = np.zeros((2, rows, cols), dtype="uint8")
-    data[0] = (np.arange(rows) % 256).astype("uint8")[:, None]
-    data[1] = np.arange(rows * cols).reshape(rows, cols) % 251
-    return write_raster(tmp_path / "rows.tif", data)
-
-
-def start(cmd, env, *args):
-    return subprocess.Popen(
-        [*cmd, "run", *map(str, args)],
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-
-
-def wait_for_windows(proc, count):
-    """Read log lines until ``count`` windows are written (never sleeps)."""
-    for line in proc.stderr:
-        if "windows (" in line and int(line.split(":")[1].split("/")[0]) >= count:
-            return
-    raise AssertionError("the run ended before it got that far")
-
-
-def reference(tmp_path, src, *extra):
+def reference(tmp_path, src, cost):
+    """The output of the job with cost ``cost``, run through in one thread."""
     out = tmp_path / "reference.tif"
     mpraster.run(
         src,
@@ -48,25 +22,11 @@ def reference(tmp_path, src, *extra):
         "reverse",
         jobs=1,
         block_size=16,
-        params={"cost": 0},
+        params={"cost": cost},
         creation_options={"compress": "deflate"},
         checkpoint_mb=0.0001,
     )
     return out.read_bytes()
-
-
-COMMON = [
-    "--block-size",
-    "16",
-    "--co",
-    "COMPRESS=DEFLATE",
-    "--checkpoint-mb",
-    "0.0001",
-    "--progress",
-    "log",
-    "--log-interval",
-    "0",
-]
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -75,9 +35,9 @@ def test_signal_drops_a_stuck_window_after_the_grace_period(
 ):
     """A process worker stuck on a window is dropped once --stop-grace has passed (a
     thread cannot be stopped: in threads mode the window in flight runs to its end)."""
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
-    proc = start(
+    proc = start_cli(
         mpraster_cmd,
         cli_env,
         src,
@@ -92,7 +52,7 @@ def test_signal_drops_a_stuck_window_after_the_grace_period(
         "2",
         "--stop-grace",
         "0.2",
-        *COMMON,
+        *RESUMABLE_RUN,
     )
     wait_for_windows(proc, 3)
     proc.send_signal(sig)
@@ -105,10 +65,11 @@ def test_signal_drops_a_stuck_window_after_the_grace_period(
 
 
 def test_resume_after_sigterm_is_byte_identical(tmp_path, mpraster_cmd, cli_env):
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
-    args = [src, out, "-k", "reverse", "-p", "cost=300000", "--mode", "threads", "-j", "2", *COMMON]
-    proc = start(mpraster_cmd, cli_env, *args)
+    args = [src, out, "-k", "reverse", "-p", "cost=300000", "--mode", "threads", "-j", "2"]
+    args += RESUMABLE_RUN
+    proc = start_cli(mpraster_cmd, cli_env, *args)
     wait_for_windows(proc, 3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -118,98 +79,46 @@ def test_resume_after_sigterm_is_byte_identical(tmp_path, mpraster_cmd, cli_env)
     assert 3 <= done < 10
 
     # Without --resume the leftover is neither overwritten nor mistaken for an output.
-    again = subprocess.run(
-        [*mpraster_cmd, "run", *map(str, args[:2]), "-k", "reverse", "-p", "cost=300000", *COMMON],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
+    again = run_cli(
+        mpraster_cmd, cli_env, *args[:2], "-k", "reverse", "-p", "cost=300000", *RESUMABLE_RUN
     )
     assert again.returncode == 17 and "pass --resume to finish it" in again.stderr
 
     # A different job (cost differs) is refused.
-    other = subprocess.run(
-        [
-            *mpraster_cmd,
-            "run",
-            str(src),
-            str(out),
-            "-k",
-            "reverse",
-            "-p",
-            "cost=1",
-            *COMMON,
-            "--resume",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=60,
+    other = run_cli(
+        mpraster_cmd, cli_env, src, out, "-k", "reverse", "-p", "cost=1", *RESUMABLE_RUN, "--resume"
     )
     assert other.returncode == 16 and "was a different job" in other.stderr
 
     stats_file = tmp_path / "stats.json"
-    proc = subprocess.run(
-        [*mpraster_cmd, "run", *map(str, args), "--resume", "--stats-json", str(stats_file), "-q"],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=120,
-    )
+    proc = run_cli(mpraster_cmd, cli_env, *args, "--resume", "--stats-json", stats_file, "-q")
     assert proc.returncode == 0, proc.stderr
     stats = json.loads(stats_file.read_text())
     assert stats["windows_resumed"] == done  # not computed again
     assert not (tmp_path / "o.tif.partial").exists() and not (tmp_path / "o.tif.journal").exists()
     assert not list(tmp_path.glob("*.resume"))
-    expected = tmp_path / "expected.tif"
-    mpraster.run(
-        src,
-        expected,
-        "reverse",
-        jobs=1,
-        block_size=16,
-        params={"cost": 300000},
-        creation_options={"compress": "deflate"},
-        checkpoint_mb=0.0001,
-    )
-    assert out.read_bytes() == expected.read_bytes()
+    assert out.read_bytes() == reference(tmp_path, src, cost=300000)
 
 
 def test_resume_after_sigkill(tmp_path, mpraster_cmd, cli_env):
     """Killed outright: the last checkpoint's windows are kept, the rest are redone."""
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
-    args = [src, out, "-k", "reverse", "-p", "cost=300000", "--mode", "threads", "-j", "2", *COMMON]
-    proc = start(mpraster_cmd, cli_env, *args)
+    args = [src, out, "-k", "reverse", "-p", "cost=300000", "--mode", "threads", "-j", "2"]
+    args += RESUMABLE_RUN
+    proc = start_cli(mpraster_cmd, cli_env, *args)
     wait_for_windows(proc, 4)
     proc.kill()
     proc.communicate(timeout=60)
     journal = (tmp_path / "o.tif.journal").read_text().splitlines()
     assert len(journal) >= 2
-    proc = subprocess.run(
-        [*mpraster_cmd, "run", *map(str, args), "--resume", "-q"],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=120,
-    )
+    proc = run_cli(mpraster_cmd, cli_env, *args, "--resume", "-q")
     assert proc.returncode == 0, proc.stderr
-    expected = tmp_path / "expected.tif"
-    mpraster.run(
-        src,
-        expected,
-        "reverse",
-        jobs=1,
-        block_size=16,
-        params={"cost": 300000},
-        creation_options={"compress": "deflate"},
-        checkpoint_mb=0.0001,
-    )
-    assert out.read_bytes() == expected.read_bytes()
+    assert out.read_bytes() == reference(tmp_path, src, cost=300000)
 
 
 def test_damaged_partial_is_refused(tmp_path):
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
     kwargs = dict(jobs=1, block_size=16, params={"cost": 0}, checkpoint_mb=0.0001)
     stop = mpraster.StopSignal(grace=0)

@@ -1,14 +1,13 @@
 """`rio mpraster`: the same click commands through rasterio's own CLI entry."""
 
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from helpers import BIN, run_cli, run_command
 
-RIO = Path(sys.executable).parent / "rio"
+RIO = BIN / "rio"
 
 
 @pytest.fixture
@@ -17,14 +16,7 @@ def rio(cli_env):
         pytest.fail(f"rasterio's rio command is missing beside {sys.executable}")
 
     def call(*args):
-        return subprocess.run(
-            [str(RIO), *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=cli_env,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_command([RIO], *args, env=cli_env)
 
     return call
 
@@ -49,47 +41,13 @@ def test_rio_lists_and_helps_the_plugin(rio):
 def test_rio_mpraster_run_is_the_same_command(tmp_path, make_raster, rio, mpraster_cmd, cli_env):
     src = make_raster((3, 60, 60), "uint8")
     via_rio = tmp_path / "rio.tif"
-    proc = rio(
-        "mpraster",
-        "run",
-        src,
-        via_rio,
-        "--kernel",
-        "reverse",
-        "-p",
-        "cost=0",
-        "--co",
-        "COMPRESS=DEFLATE",
-        "-j",
-        "2",
-        "--block-size",
-        "32",
-        "-q",
-    )
+    # The same options, through rio and through mpraster's own command.
+    options = ["--kernel", "reverse", "-p", "cost=0", "--co", "COMPRESS=DEFLATE", "-j", "2"]
+    options += ["--block-size", "32", "-q"]
+    proc = rio("mpraster", "run", src, via_rio, *options)
     assert proc.returncode == 0, proc.stderr
     direct = tmp_path / "direct.tif"
-    subprocess.run(
-        [
-            *mpraster_cmd,
-            "run",
-            str(src),
-            str(direct),
-            "--kernel",
-            "reverse",
-            "-p",
-            "cost=0",
-            "--co",
-            "COMPRESS=DEFLATE",
-            "-j",
-            "2",
-            "--block-size",
-            "32",
-            "-q",
-        ],
-        check=True,
-        env=cli_env,
-        timeout=120,
-    )
+    run_cli(mpraster_cmd, cli_env, src, direct, *options, check=True)
     assert via_rio.read_bytes() == direct.read_bytes()
     with rasterio.open(src) as a, rasterio.open(via_rio) as b:
         assert np.array_equal(b.read(), a.read()[::-1]) and b.compression.name == "deflate"

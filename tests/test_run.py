@@ -1,30 +1,23 @@
 """End to end through the library: every mode, I/O placement and -j against a whole-array
 reference, and byte-identical files across all of them."""
 
-import hashlib
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import DTYPES
+from helpers import DTYPES, MATRIX, digest
 
 import mpraster
 from mpraster import budget
 from mpraster.output import OutputWriter
 from mpraster.progress import LogProgress
 
-MATRIX = list(itertools.product(["threads", "processes"], ["main", "workers"], [1, 2, 3]))
-
 
 def read_all(path):
     with rasterio.open(path) as src:
         return src.read(), src.profile
-
-
-def digest(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("mode,io,jobs", MATRIX)
@@ -65,7 +58,7 @@ def test_every_mode_matches_reference_and_bytes(tmp_path, make_raster, mode, io,
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bands", [1, 4])
 def test_every_dtype_and_band_count(tmp_path, make_raster, dtype, bands):
-    src = make_raster((bands, 37, 41), dtype, tiled=True)
+    src = make_raster((bands, 37, 41), dtype, tile=16)
     out = tmp_path / "out.tif"
     mpraster.run(src, out, "reverse", mode="threads", jobs=2, params={"cost": 1}, block_size=16)
     data, profile = read_all(out)
@@ -227,7 +220,7 @@ def test_tiles_cut_into_strips_give_the_same_file(tmp_path, make_raster):
 
 def test_gdal_cache_is_sized_to_the_windows_not_the_raster(tmp_path, make_raster):
     def caches(side, kernel="reverse", tiled=True):
-        src = make_raster((1, side, side), "uint8", tiled=tiled, block=32)
+        src = make_raster((1, side, side), "uint8", tile=32 if tiled else None)
         job = mpraster.plan_job(src, tmp_path / f"o{side}.tif", kernel, jobs=2, block_size=32)
         return budget.reader_cache_bytes(job), job.main_cache_bytes, job.memory_estimate()
 
