@@ -150,7 +150,7 @@ def test_a_failed_resumed_run_leaves_nothing_behind(tmp_path):
     """The interrupted run's partial is moved aside while a resumed run takes windows from
     it; when the resumed run fails, that copy goes too (its journal went with the failed
     run's), instead of lying beside the output as OUTPUT.partial.resume."""
-    src = coded(tmp_path)
+    src = row_coded(tmp_path, rows=160, textured=True)
     out = tmp_path / "o.tif"
     kwargs = dict(jobs=1, block_size=16, params={"row": 128}, checkpoint_mb=0.0001)
     kernel = "kernels_for_tests:fail_on_second_row"  # fails on the window at row 128
