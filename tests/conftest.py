@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import MPIEXEC, SHARED_DATA, TESTS, in_this_tree, run_command, synthetic
+from range_server import RangeServer
 
 from mpraster.modes.transport import SHM_DIR, block_creator
 from mpraster.sample import write_raster
@@ -110,3 +111,13 @@ def mpirun(cli_env):
         return run_command(launcher, *args, env=env)
 
     return run
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A tiled 3 x 256 x 256 GeoTIFF (16 tiles of 64) on a loopback server that can stall."""
+    root = tmp_path / "www"
+    root.mkdir()
+    src = write_raster(root / "in.tif", synthetic((3, 256, 256), "uint8"), tile=64)
+    with RangeServer(root) as server:
+        yield server, src

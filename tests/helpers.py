@@ -11,12 +11,14 @@ import hashlib
 import itertools
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import rasterio
 
 from mpraster.sample import write_raster
 
@@ -178,3 +180,46 @@ def in_this_tree(pid: int) -> bool:
             return True
         ancestor = parent_pid(ancestor)
     return False
+
+
+# ---------------------------------------------------------------- remote and virtual inputs
+
+
+def tile_offset(path, number: int) -> int:
+    """Where the ``number``-th tile (row-major) of ``path`` starts in the file."""
+    with rasterio.open(path) as ds:
+        across = -(-ds.width // ds.block_shapes[0][1])
+        row, col = divmod(number, across)
+        return int(ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1))
+
+
+def http_env(cli_env: dict, **settings) -> dict:
+    """The CLI environment with GDAL_HTTP_<NAME> settings (``low_speed_time=1``)."""
+    return {**cli_env, **{f"GDAL_HTTP_{k.upper()}": str(v) for k, v in settings.items()}}
+
+
+def write_netcdf(path: Path, variables: dict[str, np.ndarray]) -> Path:
+    """A netCDF classic (CDF-1) file of float32 variables over (y, x), written byte by byte
+    (the wheels' GDAL writes one variable per file; a container needs several)."""
+    rows, cols = next(iter(variables.values())).shape
+    dims = [("y", rows), ("x", cols)]
+    arrays = [(name, np.asarray(data, ">f4")) for name, data in variables.items()]
+
+    def name(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack(">i", len(raw)) + raw + b"\0" * (-len(raw) % 4)
+
+    def header(offsets: list[int]) -> bytes:
+        out = b"CDF\x01" + struct.pack(">i", 0)
+        out += struct.pack(">ii", 10, len(dims))
+        out += b"".join(name(n) + struct.pack(">i", size) for n, size in dims)
+        out += struct.pack(">ii", 0, 0) + struct.pack(">ii", 11, len(arrays))
+        for (label, data), offset in zip(arrays, offsets, strict=True):
+            out += name(label) + struct.pack(">iii", 2, 0, 1) + struct.pack(">ii", 0, 0)
+            out += struct.pack(">iii", 5, data.nbytes, offset)  # NC_FLOAT, size, begin
+        return out
+
+    start = len(header([0] * len(arrays)))
+    offsets = [start + sum(d.nbytes for _, d in arrays[:i]) for i in range(len(arrays))]
+    path.write_bytes(header(offsets) + b"".join(d.tobytes() for _, d in arrays))
+    return path

@@ -11,40 +11,16 @@ import time
 import numpy as np
 import pytest
 import rasterio
-from helpers import assert_one_line_error, finish, run_cli, start_cli, synthetic
-from range_server import RangeServer
+from helpers import assert_one_line_error, finish, http_env, run_cli, start_cli, tile_offset
 
 import mpraster
 from mpraster.cli import HARD_STOP_SECONDS
-from mpraster.sample import write_raster
 
 # Generous bounds that only a hang exceeds (the machine may be busy with other jobs).
 HANG_SECONDS = 60
 
 PLACEMENTS = [("threads", "main"), ("threads", "workers"), ("processes", "workers")]
 RUN_OPTIONS = ["-p", "cost=0", "--block-size", "64", "-j", "2", "--checkpoint-mb", "0.01"]
-
-
-@pytest.fixture
-def served(tmp_path):
-    """A tiled 3 x 256 x 256 GeoTIFF (16 tiles of 64) on a loopback server that can stall."""
-    root = tmp_path / "www"
-    root.mkdir()
-    src = write_raster(root / "in.tif", synthetic((3, 256, 256), "uint8"), tile=64)
-    with RangeServer(root) as server:
-        yield server, src
-
-
-def tile_offset(path, number: int) -> int:
-    """Where the ``number``-th tile (row-major) of ``path`` starts in the file."""
-    with rasterio.open(path) as ds:
-        across = -(-ds.width // ds.block_shapes[0][1])
-        row, col = divmod(number, across)
-        return int(ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1))
-
-
-def http_env(cli_env, **settings):
-    return {**cli_env, **{f"GDAL_HTTP_{k.upper()}": str(v) for k, v in settings.items()}}
 
 
 @pytest.mark.parametrize("mode,io", PLACEMENTS)
