@@ -489,6 +489,22 @@ def test_plain_function_with_a_positional_parameter(tmp_path, plain_kernels, mpr
     assert np.array_equal(read(tmp_path / "lib.tif")[0], data * np.float32(0.5))
 
 
+def test_declared_dtype_error_says_what_was_declared(
+    tmp_path, plain_kernels, make_raster, mpraster_cmd, cli_env
+):
+    proc = subprocess.run(
+        [*mpraster_cmd, "run", str(make_raster()), str(tmp_path / "o.tif"), "-k",
+         f"{plain_kernels}:declared", "--block-size", "16", "--mode", "threads"],
+        capture_output=True, text=True, env=cli_env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 11, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert "kernel 'declared' returned float64 (3, 16, 16) on window 0" in error
+    assert "it declares dtype='float32', so return float32" in error
+    # Not the hint for a kernel that declared nothing.
+    assert "unless the kernel declares" not in error and "Traceback" not in proc.stderr
+
+
 def test_kernel_names_with_underscores_from_the_library(tmp_path, make_raster):
     src = make_raster((1, 20, 20), "float32")
     mpraster.run(src, tmp_path / "a.tif", "focal_mean", jobs=1, params={"size": 3})

@@ -4,6 +4,7 @@ from importlib.metadata import EntryPoint
 import numpy as np
 import pytest
 from conftest import DTYPES, synthetic
+from rasterio.windows import Window
 
 import mpraster
 from mpraster.builtin_kernels import reverse, reverse_py
@@ -13,8 +14,11 @@ from mpraster.errors import (
     KernelInputError,
     KernelNotFoundError,
     KernelParameterError,
+    WindowFailed,
 )
 from mpraster.kernels import KernelContext, as_kernel, load_kernel
+from mpraster.windows import WindowTask
+from mpraster.worker import apply_kernel
 
 
 @pytest.mark.parametrize("dtype", [*DTYPES, "int8", "int64", "uint64"])
@@ -271,3 +275,93 @@ def test_dtype_hint_names_a_type_the_kernel_takes():
     k = as_kernel(mpraster.kernel(dtypes=["uint8", "uint16"])(scale))
     with pytest.raises(KernelDtypeError, match="rio convert --dtype uint8"):
         k.check_dtypes(["float64"], ["a.tif"])
+
+
+# ---------------------------------------------------------------- what a kernel returns
+
+
+def _task(halo=0):
+    window = Window(0, 0, 16, 16)
+    read = Window(-halo, -halo, 16 + 2 * halo, 16 + 2 * halo)
+    return WindowTask(0, window, read, window)
+
+
+def _apply(func, out_dtype="uint8", bands=3, halo=0):
+    ctx = KernelContext(window=None, read=None, transform=None, nodata=(None,), halo=halo)
+    size = 16 + 2 * halo
+    arrays = [np.zeros((3, size, size), dtype="uint8")]
+    return apply_kernel(as_kernel(func), {}, _task(halo), arrays, np.dtype(out_dtype), bands, ctx)
+
+
+@mpraster.kernel(dtype="float32", bands=1)
+def declares_float32(src):
+    return src[:1].astype("float64")
+
+
+@mpraster.kernel(bands=1)
+def declares_one_band(src):
+    return src
+
+
+@mpraster.kernel(dtype=lambda dtypes, params: "int16")
+def dtype_rule(src):
+    return src
+
+
+def plain_float64(src):
+    return src.astype("float64")
+
+
+def no_return(src):
+    pass
+
+
+@pytest.mark.parametrize(
+    "func,out_dtype,bands,fragments,absent",
+    [
+        (
+            declares_float32,
+            "float32",
+            1,
+            ["returned float64 (1, 16, 16)", "it declares dtype='float32', so return float32"],
+            "unless the kernel declares",
+        ),
+        (
+            declares_one_band,
+            "uint8",
+            1,
+            ["returned uint8 (3, 16, 16)", "it declares bands=1, so return 1 band"],
+            "unless the kernel declares",
+        ),
+        (
+            dtype_rule,
+            "int16",
+            3,
+            ["its dtype rule gives 'int16' for these inputs, so return int16"],
+            "unless the kernel declares",
+        ),
+        (
+            plain_float64,
+            "uint8",
+            3,
+            ["expected uint8", "declare @mpraster.kernel(dtype='float64'), or return uint8"],
+            "it declares",
+        ),
+        (no_return, "uint8", 3, ["returned None (does it return its result?)"], "unless"),
+    ],
+)
+def test_a_wrong_result_is_told_what_it_declared(func, out_dtype, bands, fragments, absent):
+    with pytest.raises(WindowFailed) as caught:
+        _apply(func, out_dtype, bands)
+    message = str(caught.value)
+    assert "on window 0" in message and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+    assert absent not in message
+
+
+def test_a_wrong_size_names_both_sizes_a_kernel_may_return():
+    with pytest.raises(WindowFailed, match=re.escape("rows and cols (18, 18) (the read window")):
+        _apply(lambda src: src[:, 1:], halo=1)
+    assert _apply(lambda src: src[:, 1:-1, 1:-1], halo=1).shape == (3, 16, 16)
+    assert _apply(lambda src: src, halo=1).shape == (3, 16, 16)  # cropped for it
