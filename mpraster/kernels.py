@@ -418,11 +418,8 @@ def _load_plugin(name: str, entry_point: Any) -> Kernel:
     return describe(func, ref=name, name=name)
 
 
-def _find_name(ref: str, names: Sequence[str] | Mapping[str, Any]) -> str | None:
-    """The name in ``names`` that ``ref`` means: itself, else the one equal but for ``_``
-    and ``-``."""
-    if ref in names:
-        return ref
+def _same_name(ref: str, names: Sequence[str] | Mapping[str, Any]) -> str | None:
+    """The name in ``names`` equal to ``ref`` but for ``_`` and ``-``, if any."""
     return next((n for n in names if name_key(n) == name_key(ref)), None)
 
 
@@ -489,10 +486,10 @@ def load_kernel(ref: str) -> Kernel:
     plugins = plugin_kernels()
     if ref in plugins:  # before a built-in equal but for _ and -: the exact name wins
         return _load_plugin(ref, plugins[ref])
-    name = _find_name(ref, builtins)
+    name = _same_name(ref, builtins)
     if name is not None:
         return builtins[name]
-    name = _find_name(ref, plugins)
+    name = _same_name(ref, plugins)
     if name is not None:
         return _load_plugin(name, plugins[name])
     names = [*builtins, *plugins]
