@@ -24,7 +24,7 @@ from mpraster.errors import KernelNotFoundError, OptionError
 from mpraster.inputs import InputInfo, InputSpec, gdal_env, inspect_inputs, parse_input
 from mpraster.kernels import Kernel, as_kernel, importable, representable
 from mpraster.lock import check_not_locked
-from mpraster.options import CHECKPOINT_MB, RunOptions
+from mpraster.options import CHECKPOINT_MB, RunOptions, check_output_format
 from mpraster.output import CogOptions, check_output
 from mpraster.resume import JournalState, fingerprint, input_identity, previous_run
 from mpraster.windows import (
@@ -165,6 +165,7 @@ def plan_job(
     ``progress`` or ``stop``) and raises the same errors a real run would raise for them.
     """
     options = RunOptions.of(options, **changes)
+    check_output_format(output)
     specs = _input_specs(inputs, options.bidx)
     kernel = as_kernel(kernel)
     params = _kernel_params(kernel, options)

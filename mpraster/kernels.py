@@ -1,9 +1,10 @@
 """The kernel registry: metadata, look-up of built-in, plugin and user kernels, parameters.
 
 A kernel is a function from one array per input, each shaped (bands, rows, cols), to one
-array of the same rows and cols. Its parameters are keyword-only arguments with a type
-annotation and a default; they arrive from the command line as ``-p name=value`` strings
-and are converted and checked here, before any work starts.
+array of the same rows and cols. Its arguments without a default are the input arrays; its
+arguments with a default (positional or keyword-only) are its parameters, typed by their
+annotation or their default. Parameters arrive from the command line as ``-p name=value``
+strings and are converted and checked here, before any work starts.
 """
 
 from __future__ import annotations
@@ -24,25 +25,19 @@ from mpraster.errors import (
     KernelDtypeError,
     KernelInputError,
     KernelNotFoundError,
-    KernelParameterError,
+)
+from mpraster.kernel_params import (
+    Param,
+    arguments_of,
+    closest,
+    did_you_mean,
+    name_key,
+    parse_params,
 )
 
 ENTRY_POINT_GROUP = "mpraster.kernels"
 _BUILTIN_MODULE = "mpraster.builtin_kernels"
 _SPEC_ATTR = "__mpraster_kernel__"
-_PARAM_TYPES = (int, float, bool, str)
-
-
-@dataclass(frozen=True)
-class Param:
-    """One kernel parameter: its type, its default and a line of help."""
-
-    name: str
-    type: type
-    default: Any
-
-    def describe(self) -> str:
-        return f"{self.name} ({self.type.__name__}, default {self.default!r})"
 
 
 @dataclass(frozen=True)
@@ -93,6 +88,8 @@ class Kernel:
     spec: KernelSpec
     params: Mapping[str, Param] = field(default_factory=dict)
     wants_context: bool = False
+    # The names of the input-array arguments, or None when it takes any number (*arrays).
+    arrays: tuple[str, ...] | None = None
 
     @property
     def releases_gil(self) -> bool:
@@ -112,12 +109,27 @@ class Kernel:
         return (inspect.getdoc(self.func) or "").split("\n", 1)[0]
 
     def halo(self, params: Mapping[str, Any]) -> int:
-        """Pixels the kernel needs on every side of a window, for these parameters."""
-        halo = self.spec.halo
-        return int(halo(params)) if callable(halo) else int(halo)
+        """Pixels the kernel needs on every side of a window, for these parameters.
+
+        Raises
+        ------
+        KernelDefinitionError
+            If the halo (or its rule's answer) is not a whole number of at least 0.
+        """
+        rule = self.spec.halo
+        return self._whole("halo", rule, rule(params) if callable(rule) else rule, 0)
 
     def check_inputs(self, counts: Sequence[int], names: Sequence[str]) -> None:
-        """Raise `KernelInputError` if the inputs' band counts do not suit the kernel."""
+        """Raise `KernelInputError` if the number of inputs or their band counts do not suit
+        the kernel."""
+        if self.arrays is not None and len(counts) != len(self.arrays):
+            # Caught here, not as a TypeError on the first window (or, with a positional
+            # parameter, as the second input silently taking the parameter's place).
+            takes = f"{len(self.arrays)} input{'s' if len(self.arrays) != 1 else ''}"
+            raise KernelInputError(
+                f"kernel '{self.name}' takes {takes} ({', '.join(self.arrays) or 'none'}); "
+                f"given {len(counts)}: {', '.join(names)}"
+            )
         if self.spec.check_inputs is None:
             return
         try:
@@ -136,24 +148,56 @@ class Kernel:
             return
         for dtype, name in zip(dtypes, names, strict=True):
             if str(dtype) not in self.dtypes:
+                # Suggest a type the kernel takes (float32 when it can, it holds most data).
+                target = "float32" if "float32" in self.dtypes else self.dtypes[0]
                 raise KernelDtypeError(
                     f"kernel '{self.name}' does not take {dtype} input ({name}); it takes "
-                    f"{', '.join(self.dtypes)}: convert first, e.g. rio convert --dtype float32"
+                    f"{', '.join(self.dtypes)}: convert first, e.g. rio convert --dtype {target}"
                 )
 
     def output_dtype(self, dtypes: Sequence[str], params: Mapping[str, Any]) -> np.dtype:
-        """The output data type for inputs of ``dtypes``."""
+        """The output data type for inputs of ``dtypes``.
+
+        Raises
+        ------
+        KernelDefinitionError
+            If the kernel's ``dtype`` (or its rule's answer) is not a data type.
+        """
         rule = self.spec.dtype
         if rule is None:
             return np.dtype(dtypes[0])
-        return np.dtype(rule(dtypes, params) if callable(rule) else rule)
+        value = rule(dtypes, params) if callable(rule) else rule
+        try:
+            return np.dtype(value)
+        except TypeError as err:
+            source = "its dtype rule gives " if callable(rule) else "it declares dtype="
+            raise KernelDefinitionError(
+                f"kernel '{self.name}': {source}{value!r}, which is not a data type "
+                "(e.g. 'float32', 'uint8')"
+            ) from err
 
     def output_bands(self, counts: Sequence[int], params: Mapping[str, Any]) -> int:
-        """The output band count for inputs with ``counts`` bands."""
+        """The output band count for inputs with ``counts`` bands.
+
+        Raises
+        ------
+        KernelDefinitionError
+            If the kernel's ``bands`` (or its rule's answer) is not a whole number of at
+            least 1.
+        """
         rule = self.spec.bands
         if rule is None:
             return counts[0]
-        return int(rule(counts, params) if callable(rule) else rule)
+        return self._whole("bands", rule, rule(counts, params) if callable(rule) else rule, 1)
+
+    def _whole(self, what: str, rule: Any, value: Any, least: int) -> int:
+        """``value``, the kernel's ``what`` (or its rule's answer), as a whole number."""
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            source = f"its {what} rule gives " if callable(rule) else f"it declares {what}="
+            raise KernelDefinitionError(
+                f"kernel '{self.name}': {source}{value!r}, not a whole number of at least {least}"
+            )
+        return int(value)
 
     def output_nodata(
         self, nodata: Sequence[float | None], dtype: np.dtype, params: Mapping[str, Any]
@@ -174,23 +218,7 @@ class Kernel:
         KernelParameterError
             For an unknown name, a value of the wrong type, or one the kernel rejects.
         """
-        parsed = {name: param.default for name, param in self.params.items()}
-        for name, value in raw.items():
-            key = name.replace("-", "_")
-            if key not in self.params:
-                known = ", ".join(p.describe() for p in self.params.values()) or "none"
-                raise KernelParameterError(
-                    f"kernel '{self.name}' has no parameter '{name}'; its parameters: {known}"
-                )
-            parsed[key] = _convert(self.name, self.params[key], value)
-        if self.spec.validate is not None:
-            try:
-                self.spec.validate(parsed)
-            except KernelParameterError:
-                raise
-            except (TypeError, ValueError) as err:
-                raise KernelParameterError(f"kernel '{self.name}': {err}") from err
-        return parsed
+        return parse_params(self.name, self.params, self.arrays, self.spec.validate, raw)
 
     def call(
         self, arrays: Sequence[np.ndarray], params: Mapping[str, Any], ctx: KernelContext
@@ -230,9 +258,10 @@ def kernel(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as an mpraster kernel; the function itself is returned unchanged.
 
-    The function takes one (bands, rows, cols) array per input, positionally, and its
-    parameters as keyword-only arguments annotated int, float, bool or str, with defaults.
-    A keyword-only argument named ``ctx`` receives a `KernelContext` (nodata, transform).
+    The function takes one (bands, rows, cols) array per input: its arguments without a
+    default. Its arguments with a default (``scale=2.0``, positional or keyword-only) are
+    its parameters, int, float, bool or str by their annotation or their default. An
+    argument named ``ctx`` receives a `KernelContext` (nodata, transform).
     It returns (bands, rows, cols) — the read window's size (the halo is cropped off) or
     the window's own — or (rows, cols) for one band.
 
@@ -288,73 +317,25 @@ def kernel(
     return decorate
 
 
-def _convert(kernel_name: str, param: Param, value: Any) -> Any:
-    """Convert one parameter value to its declared type."""
-    if not isinstance(value, str):
-        ok = isinstance(value, param.type) and not (
-            param.type is not bool and isinstance(value, bool)
-        )
-        if param.type is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not ok:
-            raise KernelParameterError(
-                f"parameter '{param.name}' of kernel '{kernel_name}' must be of type "
-                f"{param.type.__name__}, got {value!r}"
-            )
-        return value
-    try:
-        if param.type is bool:
-            lowered = value.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        return param.type(value)
-    except ValueError as err:
-        raise KernelParameterError(
-            f"parameter '{param.name}' of kernel '{kernel_name}' must be of type "
-            f"{param.type.__name__}, got {value!r}"
-        ) from err
-
-
-def _params_of(func: Callable[..., Any], name: str) -> dict[str, Param]:
-    """Read a kernel's parameters from its keyword-only arguments."""
-    params = {}
-    for arg in inspect.signature(func).parameters.values():
-        if arg.kind is not inspect.Parameter.KEYWORD_ONLY or arg.name == "ctx":
-            continue
-        annotation = arg.annotation
-        if isinstance(annotation, str):
-            annotation = {t.__name__: t for t in _PARAM_TYPES}.get(annotation, annotation)
-        if arg.default is inspect.Parameter.empty:
-            raise KernelDefinitionError(
-                f"kernel '{name}': parameter '{arg.name}' needs a default value"
-            )
-        if annotation is inspect.Parameter.empty:
-            annotation = type(arg.default)
-        if annotation not in _PARAM_TYPES:
-            raise KernelDefinitionError(
-                f"kernel '{name}': parameter '{arg.name}' must be annotated int, float, "
-                f"bool or str, not {annotation!r}"
-            )
-        params[arg.name] = Param(arg.name, annotation, arg.default)
-    return params
-
-
 def describe(func: Callable[..., Any], ref: str, name: str | None = None) -> Kernel:
-    """Build a `Kernel` from a function and the metadata its decorator recorded."""
+    """Build a `Kernel` from a function and the metadata its decorator recorded.
+
+    Raises
+    ------
+    KernelDefinitionError
+        If its arguments cannot be sorted into input arrays, parameters and ``ctx``.
+    """
     spec = getattr(func, _SPEC_ATTR, None) or KernelSpec()
     name = spec.name or name or getattr(func, "__name__", ref)
-    signature = inspect.signature(func).parameters
-    wants_context = "ctx" in signature and signature["ctx"].kind is inspect.Parameter.KEYWORD_ONLY
+    arguments = arguments_of(func, name)
     return Kernel(
         name=name,
         ref=ref,
         func=func,
         spec=spec,
-        params=_params_of(func, name),
-        wants_context=wants_context,
+        params=arguments.params,
+        wants_context=arguments.wants_context,
+        arrays=arguments.arrays,
     )
 
 
@@ -395,7 +376,7 @@ def _load_from_file(path: str, attr: str, ref: str) -> Callable[..., Any]:
         raise KernelNotFoundError(
             f"importing kernel file {path} failed: {type(err).__name__}: {err}"
         ) from err
-    return _attribute(module, attr, ref)
+    return _attribute(module, attr, ref, where=path)
 
 
 def _load_from_module(module_name: str, attr: str, ref: str) -> Callable[..., Any]:
@@ -405,16 +386,41 @@ def _load_from_module(module_name: str, attr: str, ref: str) -> Callable[..., An
         raise KernelNotFoundError(
             f"cannot import module '{module_name}' for --kernel {ref}: {err}"
         ) from err
+    except Exception as err:  # the module's own code failed: a user's bug, not ours
+        raise KernelNotFoundError(
+            f"importing module '{module_name}' for --kernel {ref} failed: "
+            f"{type(err).__name__}: {err}"
+        ) from err
     return _attribute(module, attr, ref)
 
 
-def _attribute(module: Any, attr: str, ref: str) -> Callable[..., Any]:
+def _attribute(module: Any, attr: str, ref: str, where: str | None = None) -> Callable[..., Any]:
     func = module
     for part in attr.split("."):  # a qualified name: Class.method
         func = getattr(func, part, None)
     if not callable(func):
-        raise KernelNotFoundError(f"--kernel {ref}: no function '{attr}' in {module.__name__}")
+        functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        raise KernelNotFoundError(
+            f"--kernel {ref}: no function '{attr}' in {where or module.__name__}"
+            f"{did_you_mean(closest(attr, functions))}"
+        )
     return func
+
+
+def _load_plugin(name: str, entry_point: Any) -> Kernel:
+    try:
+        func = entry_point.load()
+    except Exception as err:  # another package's code failed to import
+        raise KernelNotFoundError(
+            f"plugin kernel '{name}' ({entry_point.value}) cannot be loaded: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    return describe(func, ref=name, name=name)
+
+
+def _same_name(ref: str, names: Sequence[str] | Mapping[str, Any]) -> str | None:
+    """The name in ``names`` equal to ``ref`` but for ``_`` and ``-``, if any."""
+    return next((n for n in names if name_key(n) == name_key(ref)), None)
 
 
 def as_kernel(kernel: str | Kernel | Callable[..., Any]) -> Kernel:
@@ -460,10 +466,12 @@ def importable(ref: str) -> bool:
 def load_kernel(ref: str) -> Kernel:
     """Find a kernel by built-in or plugin name, ``module:function`` or ``file.py:function``.
 
+    In a name, ``_`` and ``-`` are the same (``focal_mean`` is ``focal-mean``).
+
     Raises
     ------
     KernelNotFoundError
-        If nothing matches, naming the kernels there are.
+        If nothing matches, naming the closest kernels and all there are.
     """
     if ":" in ref:
         location, _, attr = ref.rpartition(":")
@@ -476,10 +484,17 @@ def load_kernel(ref: str) -> Kernel:
     if ref in builtins:
         return builtins[ref]
     plugins = plugin_kernels()
-    if ref in plugins:
-        return describe(plugins[ref].load(), ref=ref, name=ref)
-    known = ", ".join(sorted([*builtins, *plugins]))
+    if ref in plugins:  # before a built-in equal but for _ and -: the exact name wins
+        return _load_plugin(ref, plugins[ref])
+    name = _same_name(ref, builtins)
+    if name is not None:
+        return builtins[name]
+    name = _same_name(ref, plugins)
+    if name is not None:
+        return _load_plugin(name, plugins[name])
+    names = [*builtins, *plugins]
     raise KernelNotFoundError(
-        f"unknown kernel '{ref}'; known kernels: {known} "
-        "(or give package.module:function or path/to/file.py:function)"
+        f"unknown kernel '{ref}'{did_you_mean(closest(ref, names))}; known kernels: "
+        f"{', '.join(sorted(names))} (or give package.module:function or "
+        "path/to/file.py:function)"
     )

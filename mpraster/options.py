@@ -25,6 +25,30 @@ IO_PLACEMENTS = ("main", "workers")
 COG_MIN_BLOCK = 128
 # Checkpoint about every this many megabytes of output (a whole number of tile windows).
 CHECKPOINT_MB = 64.0
+# The raster formats GDAL can write, other than GeoTIFF, and their file extensions: the
+# union of GDAL's DMD_EXTENSIONS for drivers that can create files (as rasterio's
+# raster_driver_extensions() reads them, so `rio convert` picks the same driver) on GDAL
+# 3.10 and 3.12. A table, not a question to GDAL at run time: which drivers a GDAL has
+# differs between builds and versions (3.12 dropped BLX, SGI, XPM, ...; plugins add
+# others), and an output name must mean the same everywhere. tests/test_output_format.py
+# checks it against the GDAL it runs on.
+_OTHER_FORMATS = """
+AAIGrid asc; ADRG gen; BAG bag; BLX blx; BMP bmp; BT bt; BYN byn err; CALS cal ct1;
+DTED dt0 dt1 dt2; EHdr bil; ERS ers; GIF gif; GPKG gpkg gpkg.zip; GRIB grb grb2 grib2;
+GTX gtx; HF2 hf2; HFA img; ILWIS mpl mpr; ISIS3 cub lbl; JP2OpenJPEG j2k jp2;
+JPEG jpeg jpg; KMLSUPEROVERLAY kml kmz; KRO kro; LCP lcp; MBTiles mbtiles; MFF hdr;
+MRF mrf; netCDF nc; NITF ntf; NTv2 gsb gvb; PCIDSK pix; PCRaster map; PDF pdf;
+PDS4 xml; PNG png; PNM pgm pnm ppm; R rda; Rasterlite sqlite; RMF rsw; RRASTER grd;
+RST rst; SAGA sdat sg-grd-z; SGI rgb; SIGDEM sigdem; SRTMHGT hgt; Terragen ter;
+USGSDEM dem; VRT vrt; WEBP webp; XPM xpm; XYZ xyz; Zarr zarr; ZMap dat
+"""
+#: File extension (lower case, no dot) -> the GDAL driver it names, for other formats.
+OTHER_FORMAT_EXTENSIONS = {
+    ext: driver
+    for entry in _OTHER_FORMATS.split(";")
+    for driver, *extensions in [entry.split()]
+    for ext in extensions
+}
 
 
 @dataclass(frozen=True)
@@ -165,6 +189,32 @@ class RunOptions:
         if self.jobs is None:
             why += "; -j from the CPUs this process may use"
         return mode, io, why
+
+
+def check_output_format(output: str | os.PathLike) -> None:
+    """Refuse an output named for another raster format than the GeoTIFF mpraster writes.
+
+    ``.tif``, ``.tiff``, no extension and extensions no raster format claims (``.out``)
+    are GeoTIFF; one in `OTHER_FORMAT_EXTENSIONS` (``.png``, ``.nc``, ``.vrt``, ...) would
+    be a GeoTIFF that every tool takes for something else.
+
+    Raises
+    ------
+    OptionError
+        Naming the format and how to get it from a GeoTIFF.
+    """
+    path = os.fspath(output)
+    name = os.path.basename(path).lower()
+    # Longest first: "x.gpkg.zip" is GPKG's, not an unknown ".zip".
+    for ext in sorted(OTHER_FORMAT_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(f".{ext}") and len(name) > len(ext) + 1:
+            driver = OTHER_FORMAT_EXTENSIONS[ext]
+            tif = f"{path[: -len(ext) - 1]}.tif"
+            raise OptionError(
+                f"output {path} is named for the {driver} format, but mpraster writes "
+                f"GeoTIFF (--driver GTiff or COG): write {tif}, then convert it with "
+                f"`gdal_translate -of {driver} {tif} {path}` (or `rio convert {tif} {path}`)"
+            )
 
 
 def default_jobs() -> int:

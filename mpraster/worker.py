@@ -154,22 +154,71 @@ def apply_kernel(
             f"kernel '{kernel.name}' failed on window {describe_window(task)}: "
             f"{type(err).__name__}: {err}"
         ) from err
-    rows, cols = int(task.read.height), int(task.read.width)
     window_shape = (bands, int(task.window.height), int(task.window.width))
     if isinstance(out, np.ndarray) and out.ndim == 2 and bands == 1:
         out = out[np.newaxis]
-    shapes = ((bands, rows, cols), window_shape)
-    if not isinstance(out, np.ndarray) or out.shape not in shapes or out.dtype != dtype:
-        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
-        raise WindowFailed(
-            f"kernel '{kernel.name}' returned {got} on window {describe_window(task)}; "
-            f"expected {dtype} {(bands, rows, cols)} (declare dtype= and bands= in "
-            "@mpraster.kernel if they differ from the input's)"
-        )
+    problem = _wrong_result(kernel, out, dtype, bands, task)
+    if problem:
+        raise WindowFailed(problem)
     if out.shape == window_shape:
         return out
     r0, r1, c0, c1 = task.crop
     return out[:, r0:r1, c0:c1]
+
+
+def _wrong_result(
+    kernel: Kernel, out: Any, dtype: np.dtype, bands: int, task: WindowTask
+) -> str | None:
+    """What is wrong with a kernel's result on ``task`` and how to fix it; None if nothing.
+
+    The fix never asks for what the kernel already declares: a kernel that declares
+    ``dtype=`` (or ``bands=``) and returns another is told what it returned and declared.
+    """
+    read_shape = (bands, int(task.read.height), int(task.read.width))
+    window_shape = (bands, int(task.window.height), int(task.window.width))
+    start = f"kernel '{kernel.name}' returned"
+    where = f"on window {describe_window(task)}"
+    if not isinstance(out, np.ndarray):
+        got = "None (does it return its result?)" if out is None else type(out).__name__
+        return f"{start} {got} {where}; expected a {dtype} array {read_shape}"
+    if out.dtype == dtype and out.shape in (read_shape, window_shape):
+        return None
+    fixes = []
+    if out.dtype != dtype:
+        fixes.append(_declared_fix(kernel, "dtype", str(out.dtype), str(dtype)))
+    if out.ndim not in (2, 3):
+        fixes.append("return a (bands, rows, cols) array, or (rows, cols) for one band")
+    else:
+        got_bands = out.shape[0] if out.ndim == 3 else 1
+        if got_bands != bands:
+            fixes.append(_declared_fix(kernel, "bands", got_bands, bands))
+        if out.shape[-2:] not in (read_shape[1:], window_shape[1:]):
+            fixes.append(f"return rows and cols {_sizes(read_shape, window_shape)}")
+    expected = f"expected {dtype} {read_shape}"
+    return f"{start} {out.dtype} {out.shape} {where}; {expected}: {'; '.join(fixes)}"
+
+
+def _declared_fix(kernel: Kernel, what: str, got: str | int, expected: str | int) -> str:
+    """How to fix a result whose ``what`` (``dtype`` or ``bands``) is not the output's,
+    saying what the kernel declares when it declares it."""
+    wanted = f"{expected} band{'s' if expected != 1 else ''}" if what == "bands" else expected
+    rule = getattr(kernel.spec, what)
+    if rule is None:
+        default = "the input's data type" if what == "dtype" else "the first input's bands"
+        return (
+            f"the output has {default} unless the kernel declares others: declare "
+            f"@mpraster.kernel({what}={got!r}), or return {wanted}"
+        )
+    if callable(rule):
+        return f"its {what} rule gives {expected!r} for these inputs, so return {wanted}"
+    return f"it declares {what}={expected!r}, so return {wanted}"
+
+
+def _sizes(read_shape: tuple[int, ...], window_shape: tuple[int, ...]) -> str:
+    """The rows and cols a kernel may return: the read window's, or the window's own."""
+    if read_shape == window_shape:
+        return str(read_shape[1:])
+    return f"{read_shape[1:]} (the read window: the halo is cropped for you) or {window_shape[1:]}"
 
 
 def compute(

@@ -97,7 +97,21 @@ def test_truncated_real_geotiff(tmp_path, mpraster_cmd, cli_env, rgb_byte):
 
 def test_unknown_kernel(tmp_path, src, mpraster_cmd, cli_env):
     proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / "o.tif", "-k", "revers")
-    assert_one_line_error(proc, 6, "unknown kernel 'revers'", "reverse")
+    assert_one_line_error(
+        proc,
+        6,
+        "unknown kernel 'revers' (did you mean 'reverse' or 'reverse-py'?)",
+        "known kernels: focal-max, focal-mean",
+    )
+
+
+def test_kernel_name_with_underscores(tmp_path, src, mpraster_cmd, cli_env):
+    proc = run_cli(
+        mpraster_cmd, cli_env, src, tmp_path / "o.tif", "-k", "focal_mean", "-p", "size=5",
+        "--dry-run",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "kernel: focal-mean (size=5); halo 2" in proc.stdout
 
 
 @pytest.mark.parametrize(

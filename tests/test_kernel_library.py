@@ -362,6 +362,72 @@ def test_user_kernel_wrong_dtype_names_the_window(tmp_path, user_kernels, make_r
         )
 
 
+PLAIN_KERNELS = """
+import mpraster
+
+
+def scale(a, factor=2.0):
+    return a * factor
+
+
+@mpraster.kernel(dtype="float32")
+def declared(a):
+    return a.astype("float64")
+"""
+
+
+@pytest.fixture
+def plain_kernels(tmp_path):
+    path = tmp_path / "plain_kernels.py"
+    path.write_text(PLAIN_KERNELS)
+    return path
+
+
+def test_plain_function_with_a_positional_parameter(tmp_path, plain_kernels, mpraster_cmd, cli_env):
+    """`def scale(a, factor=2.0)` as people write it: -p factor=3 sets it, in the workers
+    too (a plain function holds the GIL: --mode auto runs it in processes)."""
+    data = np.arange(2 * 20 * 18, dtype=np.float32).reshape(2, 20, 18)
+    src = write_raster(tmp_path / "i.tif", data)
+    out = tmp_path / "o.tif"
+    proc = subprocess.run(
+        [*mpraster_cmd, "run", str(src), str(out), "-k", f"{plain_kernels}:scale", "-p",
+         "factor=3", "--block-size", "16", "-j", "2", "-q"],
+        capture_output=True, text=True, env=cli_env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(read(out)[0], data * np.float32(3))
+    mpraster.run(
+        src, tmp_path / "lib.tif", f"{plain_kernels}:scale", params={"factor": 0.5}, jobs=1,
+        mode="threads",
+    )  # fmt: skip
+    assert np.array_equal(read(tmp_path / "lib.tif")[0], data * np.float32(0.5))
+
+
+def test_declared_dtype_error_says_what_was_declared(
+    tmp_path, plain_kernels, make_raster, mpraster_cmd, cli_env
+):
+    proc = subprocess.run(
+        [*mpraster_cmd, "run", str(make_raster()), str(tmp_path / "o.tif"), "-k",
+         f"{plain_kernels}:declared", "--block-size", "16", "--mode", "threads"],
+        capture_output=True, text=True, env=cli_env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 11, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert "kernel 'declared' returned float64 (3, 16, 16) on window 0" in error
+    assert "it declares dtype='float32', so return float32" in error
+    # Not the hint for a kernel that declared nothing.
+    assert "unless the kernel declares" not in error and "Traceback" not in proc.stderr
+
+
+def test_kernel_names_with_underscores_from_the_library(tmp_path, make_raster):
+    src = make_raster((1, 20, 20), "float32")
+    mpraster.run(src, tmp_path / "a.tif", "focal_mean", jobs=1, params={"size": 3})
+    mpraster.run(src, tmp_path / "b.tif", "focal-mean", jobs=1, params={"size": 3})
+    assert read(tmp_path / "a.tif")[0].tobytes() == read(tmp_path / "b.tif")[0].tobytes()
+    with pytest.raises(mpraster.MprasterError, match=r"'hilshade' \(did you mean 'hillshade'\?\)"):
+        mpraster.run(src, tmp_path / "c.tif", "hilshade")
+
+
 def test_plugin_kernel_from_an_entry_point(tmp_path, mpraster_cmd, cli_env, make_raster):
     """A package registering a kernel under the mpraster.kernels entry-point group."""
     site = tmp_path / "site"
