@@ -389,11 +389,8 @@ def test_plain_function_with_a_positional_parameter(tmp_path, plain_kernels, mpr
     data = np.arange(2 * 20 * 18, dtype=np.float32).reshape(2, 20, 18)
     src = write_raster(tmp_path / "i.tif", data)
     out = tmp_path / "o.tif"
-    proc = subprocess.run(
-        [*mpraster_cmd, "run", str(src), str(out), "-k", f"{plain_kernels}:scale", "-p",
-         "factor=3", "--block-size", "16", "-j", "2", "-q"],
-        capture_output=True, text=True, env=cli_env, timeout=60,
-    )  # fmt: skip
+    proc = run_cli(mpraster_cmd, cli_env, src, out, "-k", f"{plain_kernels}:scale", "-p",
+                   "factor=3", "--block-size", "16", "-j", "2", "-q")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal(read(out)[0], data * np.float32(3))
     mpraster.run(
@@ -406,11 +403,9 @@ def test_plain_function_with_a_positional_parameter(tmp_path, plain_kernels, mpr
 def test_declared_dtype_error_says_what_was_declared(
     tmp_path, plain_kernels, make_raster, mpraster_cmd, cli_env
 ):
-    proc = subprocess.run(
-        [*mpraster_cmd, "run", str(make_raster()), str(tmp_path / "o.tif"), "-k",
-         f"{plain_kernels}:declared", "--block-size", "16", "--mode", "threads"],
-        capture_output=True, text=True, env=cli_env, timeout=60,
-    )  # fmt: skip
+    kernel = f"{plain_kernels}:declared"
+    proc = run_cli(mpraster_cmd, cli_env, make_raster(), tmp_path / "o.tif", "-k", kernel,
+                   "--block-size", "16", "--mode", "threads")  # fmt: skip
     assert proc.returncode == 11, proc.stderr
     error = proc.stderr.strip().splitlines()[-1]
     assert "kernel 'declared' returned float64 (3, 16, 16) on window 0" in error
