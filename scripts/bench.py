@@ -34,12 +34,18 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from benchlib import CONFIGS, ROOT, argument_parser, mpraster_command, timed, write_section
-
-from mpraster.sample import write_raster
+from benchlib import (
+    CONFIGS,
+    RGB,
+    ROOT,
+    argument_parser,
+    mosaic,
+    mpraster_command,
+    timed,
+    write_section,
+)
 
 PEERS = ROOT / "scripts" / "peers"
-RGB = ROOT.parent / "shared" / "data" / "RGB.byte.tif"
 PEER_SCRIPTS = {
     "rasterio thread-pool example": ("rasterio_threads", None),
     "rasterio process-pool example": ("rasterio_processes", None),
@@ -62,33 +68,6 @@ class Figures:
     wall: list[float] = field(default_factory=list)
     main_mib: list[float] = field(default_factory=list)
     total_mib: list[float] = field(default_factory=list)
-
-
-def mosaic(path: Path, size: int, compress: str | None) -> Path:
-    """A size x size mosaic of RGB.byte.tif, mirrored so that edges meet smoothly."""
-    if path.exists():
-        return path
-    with rasterio.open(RGB) as src:
-        data = src.read()
-        profile = src.profile
-    reps = (1, -(-size // data.shape[1]) + 1, -(-size // data.shape[2]) + 1)
-    tile = np.concatenate([data, data[:, ::-1]], axis=1)
-    tile = np.concatenate([tile, tile[:, :, ::-1]], axis=2)
-    big = np.tile(tile, reps)[:, :size, :size]
-    options = {"compress": compress} if compress else {}
-    tmp = path.with_suffix(".tmp.tif")
-    write_raster(
-        tmp,
-        big,
-        nodata=profile["nodata"],
-        tile=512,
-        crs=profile["crs"],
-        transform=profile["transform"],
-        interleave=profile["interleave"],
-        **options,
-    )
-    tmp.replace(path)
-    return path
 
 
 def commands(job: Job, out: Path) -> dict[str, list[str]]:

@@ -1,7 +1,7 @@
 """What the benchmark scripts share: their common options, the mpraster command they time,
 timing a whole process (with its peak memory), and the BENCHMARKS.md sections they write.
 
-Imported by bench.py, bench_kernels.py and bench_overhead.py (scripts run from this folder,
+Imported by bench.py, bench_kernels.py, bench_overhead.py and bench_threadsafe.py (scripts run from this folder,
 so it is on their path); not a script itself.
 """
 
@@ -15,7 +15,14 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+import rasterio
+
+from mpraster.sample import write_raster
+
 ROOT = Path(__file__).resolve().parents[1]
+# The real raster of rasterio's concurrency example (beside the repository, in shared/).
+RGB = ROOT.parent / "shared" / "data" / "RGB.byte.tif"
 # Every mode and I/O placement a single node runs.
 CONFIGS = [
     ("threads", "main"),
@@ -129,3 +136,30 @@ def write_section(name: str, text: str) -> None:
     else:
         current = current.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(current)
+
+
+def mosaic(path: Path, size: int, compress: str | None) -> Path:
+    """A size x size mosaic of RGB.byte.tif, mirrored so that edges meet smoothly."""
+    if path.exists():
+        return path
+    with rasterio.open(RGB) as src:
+        data = src.read()
+        profile = src.profile
+    reps = (1, -(-size // data.shape[1]) + 1, -(-size // data.shape[2]) + 1)
+    tile = np.concatenate([data, data[:, ::-1]], axis=1)
+    tile = np.concatenate([tile, tile[:, :, ::-1]], axis=2)
+    big = np.tile(tile, reps)[:, :size, :size]
+    options = {"compress": compress} if compress else {}
+    tmp = path.with_suffix(".tmp.tif")
+    write_raster(
+        tmp,
+        big,
+        nodata=profile["nodata"],
+        tile=512,
+        crs=profile["crs"],
+        transform=profile["transform"],
+        interleave=profile["interleave"],
+        **options,
+    )
+    tmp.replace(path)
+    return path
