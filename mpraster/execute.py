@@ -151,6 +151,7 @@ def _worker_spec(job: Job) -> WorkerSpec:
         gdal_config=tuple(network_config().items()),
         # Threads get the kernel itself; other processes import it by its ref.
         kernel=None if in_process else job.kernel,
+        validity=job.validity,
     )
 
 
@@ -169,7 +170,9 @@ def _run_pipeline(
     resumed = reader = backend = None
     try:
         if job.resume_from is not None:
-            resumed = ResumeSource.take(job.output, job.resume_from, job.tiles)
+            resumed = ResumeSource.take(
+                job.output, job.resume_from, job.tiles, job.validity.writes_mask
+            )
         if job.io == "main":
             reader = WindowReader(job.inputs, job.infos, job.kernel.fill)
         backend = make_backend(job, _worker_spec(job), executor)
@@ -215,7 +218,8 @@ class _Feeder:
         start = time.perf_counter()
         if self.resumed is not None and self.resumed.has(task):
             future: Future = Future()
-            future.set_result(WindowResult(task.index, self.resumed.read(task), 0.0, 0.0, 0))
+            data, mask = self.resumed.read(task)
+            future.set_result(WindowResult(task.index, data, 0.0, 0.0, 0, mask=mask))
             self.stats.read_seconds += time.perf_counter() - start
             self.stats.windows_resumed += 1
             return future
@@ -236,14 +240,24 @@ def _write_output(
     """
     checkpoints = Checkpoints(job.fingerprint, len(job.tiles), job.checkpoint_every)
     with OutputWriter(
-        job.output, job.profile, job.overwrite, job.cog, checkpoints, job.tags
+        job.output,
+        job.profile,
+        job.overwrite,
+        job.cog,
+        checkpoints,
+        job.tags,
+        job.metadata,
+        job.validity.writes_mask,
     ) as writer:
         assembly = TileAssembly(writer, job.dtype, job.bands)
 
         def write(task: WindowTask, result: WindowResult) -> None:
             start = time.perf_counter()
-            data = result.data if result.slot is None else feeder.backend.result_array(result)
-            assembly.add(task, data, result.checksum)
+            data, mask = result.data, result.mask
+            if result.slot is not None:
+                data = feeder.backend.result_array(result)
+                mask = feeder.backend.result_mask(result)
+            assembly.add(task, data, result.checksum, mask)
             if result.slot is not None:
                 feeder.backend.release(result)
             stats.write_seconds += time.perf_counter() - start

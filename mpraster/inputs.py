@@ -16,6 +16,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -28,6 +29,7 @@ from mpraster.errors import (
     RasterReadError,
 )
 from mpraster.gdal_errors import one_line
+from mpraster.metadata import InputMetadata, read_input_metadata
 from mpraster.windows import WindowTask, describe_window
 
 # GDAL (through curl) waits for ever on a stalled HTTP read unless told otherwise. These
@@ -134,10 +136,21 @@ class InputInfo:
     transform: Affine
     nodata: float | None
     block_shape: tuple[int, int] = (512, 512)
+    # Per chosen band, its nodata value where GDAL's mask flags say nodata marks invalid
+    # pixels (``nodata`` is the value they share, None if they differ); empty: ``nodata``.
+    nodatavals: tuple[float | None, ...] = ()
+    # The band (1-based) whose mask is the input's per-dataset mask (internal, .msk or an
+    # alpha band), or None when it has none.
+    mask_band: int | None = None
 
     @property
     def count(self) -> int:
         return len(self.bands)
+
+    @property
+    def band_nodata(self) -> tuple[float | None, ...]:
+        """One nodata value (or None) per chosen band."""
+        return self.nodatavals or (self.nodata,) * self.count
 
 
 def _looks_like_tiff(path: str) -> bool:
@@ -183,6 +196,29 @@ def open_raster(path: str) -> rasterio.io.DatasetReader:
 def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
     """Read every input's header, check its bands, and check that they share one grid.
 
+    See `inspect_inputs_and_metadata`, which also reads their metadata.
+    """
+    return inspect_inputs_and_metadata(specs)[0]
+
+
+def _validity(src, bands: Sequence[int]) -> tuple[tuple[float | None, ...], int | None]:
+    """Per band its nodata value, and the band whose mask is per-dataset, as GDAL's mask
+    flags say (a band with a mask ignores its nodata value, as GDAL does)."""
+    flags = [src.mask_flag_enums[b - 1] for b in bands]
+    nodatavals = tuple(
+        src.nodatavals[b - 1] if MaskFlags.nodata in f and MaskFlags.per_dataset not in f else None
+        for b, f in zip(bands, flags, strict=True)
+    )
+    masked = [b for b, f in zip(bands, flags, strict=True) if MaskFlags.per_dataset in f]
+    return nodatavals, (masked[0] if masked else None)
+
+
+def inspect_inputs_and_metadata(
+    specs: Sequence[InputSpec],
+) -> tuple[list[InputInfo], list[InputMetadata]]:
+    """Read every input's header and metadata, check its bands, and check that they share
+    one grid.
+
     Raises
     ------
     InputNotFoundError, NotARasterError, RasterReadError
@@ -192,7 +228,7 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
     InputMismatchError
         If the inputs differ in size, transform or CRS (the first difference is named).
     """
-    infos = []
+    infos, metadata = [], []
     for spec in specs:
         with open_raster(spec.path) as src:
             if src.count == 0:
@@ -210,6 +246,8 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
                     f"{spec.path} has bands of different data types {sorted(dtypes)}; "
                     "select bands of one type (PATH:BANDS or --bidx)"
                 )
+            nodatavals, mask_band = _validity(src, bands)
+            shared = set(map(str, nodatavals))
             infos.append(
                 InputInfo(
                     path=spec.path,
@@ -219,10 +257,13 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
                     width=src.width,
                     crs=src.crs,
                     transform=src.transform,
-                    nodata=src.nodata,
+                    nodata=nodatavals[0] if len(shared) == 1 else None,
                     block_shape=tuple(src.block_shapes[bands[0] - 1]),
+                    nodatavals=nodatavals,
+                    mask_band=mask_band,
                 )
             )
+            metadata.append(read_input_metadata(src, bands))
     first = infos[0]
     for other in infos[1:]:
         if (other.height, other.width) != (first.height, first.width):
@@ -237,7 +278,17 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
             f"inputs {first.path} and {other.path} do not share a grid: {difference}; "
             "warp one onto the other first (rio warp --like)"
         )
-    return infos
+    georef = metadata[0].georeferencing
+    for info, other in zip(infos[1:], metadata[1:], strict=True):
+        # Transforms and CRSs were compared above, the way GDAL compares them.
+        theirs = other.georeferencing
+        if (theirs.kind, theirs.gcps, theirs.rpcs) != (georef.kind, georef.gcps, georef.rpcs):
+            raise InputMismatchError(
+                f"inputs {first.path} and {info.path} are not georeferenced alike (by "
+                f"{georef.kind} and {theirs.kind}, or by different ones); warp one onto the "
+                "other first (rio warp --like)"
+            )
+    return infos, metadata
 
 
 def _no_bands(path: str, subdatasets: Sequence[str]) -> str:
@@ -255,6 +306,16 @@ def _fill_value(nodata: float | None, dtype: np.dtype) -> float:
     if nodata is not None:
         return nodata
     return np.nan if np.issubdtype(dtype, np.floating) else 0
+
+
+def split_arrays(
+    arrays: Sequence[np.ndarray], infos: Sequence[InputInfo]
+) -> tuple[list[np.ndarray], tuple[np.ndarray | None, ...]]:
+    """A window's arrays as `WindowReader.read` gives them: the inputs' arrays, and per
+    input its mask or None."""
+    inputs = list(arrays[: len(infos)])
+    extra = iter(arrays[len(infos) :])
+    return inputs, tuple(None if i.mask_band is None else next(extra) for i in infos)
 
 
 class WindowReader:
@@ -276,23 +337,31 @@ class WindowReader:
             raise
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
-        """Read ``task.read`` from every input.
+        """Read ``task.read`` from every input, followed by the per-dataset mask of each
+        input that has one (see `split_arrays`); an input without one costs no mask read.
 
         Raises
         ------
         RasterReadError
             If GDAL fails to read (a truncated or corrupt file), naming the file and window.
         """
-        return [
-            self._read_one(src, info, task)
-            for src, info in zip(self.datasets, self.infos, strict=True)
+        pairs = list(zip(self.datasets, self.infos, strict=True))
+        arrays = [self._read_one(src, info, task) for src, info in pairs]
+        masks = [
+            self._read_one(src, info, task, mask=True)
+            for src, info in pairs
+            if info.mask_band is not None
         ]
+        return arrays + masks
 
-    def _read_one(self, src, info: InputInfo, task: WindowTask) -> np.ndarray:
+    def _read_one(self, src, info: InputInfo, task: WindowTask, mask: bool = False) -> np.ndarray:
         read = task.read
         inner = read.intersection(Window(0, 0, src.width, src.height))
         try:
-            data = src.read(list(info.bands), window=inner)
+            if mask:
+                data = src.read_masks(info.mask_band, window=inner)[np.newaxis]
+            else:
+                data = src.read(list(info.bands), window=inner)
         except RasterioError as err:
             cause = (
                 "the file may be truncated or corrupt"
@@ -309,13 +378,20 @@ class WindowReader:
         bottom = int(read.height) - int(inner.height) - top
         right = int(read.width) - int(inner.width) - left
         if top or left or bottom or right:
-            pad = ((0, 0), (top, bottom), (left, right))
-            if self.fill == "edge":
-                data = np.pad(data, pad, mode="edge")
-            else:
-                value = _fill_value(info.nodata, data.dtype)
-                data = np.pad(data, pad, mode="constant", constant_values=value)
-        return data
+            data = self._pad(data, ((top, bottom), (left, right)), info, mask)
+        return data[0] if mask else data
+
+    def _pad(self, data: np.ndarray, pad, info: InputInfo, mask: bool) -> np.ndarray:
+        """Fill past the raster's edge: edge pixels repeated, or nodata (a mask: invalid)."""
+        if self.fill == "edge":
+            return np.pad(data, ((0, 0), *pad), mode="edge")
+        values = [0] if mask else [_fill_value(v, data.dtype) for v in info.band_nodata]
+        return np.stack(
+            [
+                np.pad(band, pad, mode="constant", constant_values=value)
+                for band, value in zip(data, values, strict=True)
+            ]
+        )
 
     def close(self) -> None:
         for dataset in self.datasets:
