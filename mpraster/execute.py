@@ -30,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from mpraster.assembly import TileAssembly
 from mpraster.budget import main_gdal_env
 from mpraster.errors import Interrupted, WorkerDied
 from mpraster.inputs import WindowReader, network_config
@@ -38,7 +39,7 @@ from mpraster.kernels import Kernel, main_script
 from mpraster.lock import OutputLock
 from mpraster.modes import Backend, make_backend
 from mpraster.options import RunOptions
-from mpraster.output import Checkpoints, OutputWriter, TileAssembly
+from mpraster.output import Checkpoints, OutputWriter
 from mpraster.progress import NullProgress, ProgressSink, make_progress
 from mpraster.resume import ResumeSource, check_previous_run_unchanged
 from mpraster.schedule import StopSignal, schedule

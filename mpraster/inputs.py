@@ -246,23 +246,7 @@ def inspect_inputs_and_metadata(
                     f"{spec.path} has bands of different data types {sorted(dtypes)}; "
                     "select bands of one type (PATH:BANDS or --bidx)"
                 )
-            nodatavals, mask_band = _validity(src, bands)
-            shared = set(map(str, nodatavals))
-            infos.append(
-                InputInfo(
-                    path=spec.path,
-                    bands=bands,
-                    dtype=dtypes.pop(),
-                    height=src.height,
-                    width=src.width,
-                    crs=src.crs,
-                    transform=src.transform,
-                    nodata=nodatavals[0] if len(shared) == 1 else None,
-                    block_shape=tuple(src.block_shapes[bands[0] - 1]),
-                    nodatavals=nodatavals,
-                    mask_band=mask_band,
-                )
-            )
+            infos.append(_input_info(spec.path, src, bands, dtypes.pop()))
             metadata.append(read_input_metadata(src, bands))
     first = infos[0]
     for other in infos[1:]:
@@ -278,17 +262,40 @@ def inspect_inputs_and_metadata(
             f"inputs {first.path} and {other.path} do not share a grid: {difference}; "
             "warp one onto the other first (rio warp --like)"
         )
+    _check_georeferencing(infos, metadata)
+    return infos, metadata
+
+
+def _input_info(path: str, src, bands: tuple[int, ...], dtype: str) -> InputInfo:
+    nodatavals, mask_band = _validity(src, bands)
+    shared = set(map(str, nodatavals))
+    return InputInfo(
+        path=path,
+        bands=bands,
+        dtype=dtype,
+        height=src.height,
+        width=src.width,
+        crs=src.crs,
+        transform=src.transform,
+        nodata=nodatavals[0] if len(shared) == 1 else None,
+        block_shape=tuple(src.block_shapes[bands[0] - 1]),
+        nodatavals=nodatavals,
+        mask_band=mask_band,
+    )
+
+
+def _check_georeferencing(infos: Sequence[InputInfo], metadata: Sequence[InputMetadata]) -> None:
+    """Raise `InputMismatchError` unless the inputs have the same GCPs and RPCs, if any
+    (their transforms and CRSs are compared as GDAL compares them, by the caller)."""
     georef = metadata[0].georeferencing
     for info, other in zip(infos[1:], metadata[1:], strict=True):
-        # Transforms and CRSs were compared above, the way GDAL compares them.
         theirs = other.georeferencing
         if (theirs.kind, theirs.gcps, theirs.rpcs) != (georef.kind, georef.gcps, georef.rpcs):
             raise InputMismatchError(
-                f"inputs {first.path} and {info.path} are not georeferenced alike (by "
+                f"inputs {infos[0].path} and {info.path} are not georeferenced alike (by "
                 f"{georef.kind} and {theirs.kind}, or by different ones); warp one onto the "
                 "other first (rio warp --like)"
             )
-    return infos, metadata
 
 
 def _no_bands(path: str, subdatasets: Sequence[str]) -> str:

@@ -286,22 +286,19 @@ def kernel(
     validate : callable, optional
         ``f(params)`` raising ``ValueError`` for a bad combination of parameter values.
     bands_from : {"same", "reverse"}, sequence or callable, optional
-        Which input band each output band is made from, so that its metadata (colour
-        interpretation, description, scale, offset, units, nodata) follows it: ``"same"``
-        (output band i from band i of the first input), ``"reverse"``, or per output band
-        a band of the first input, an ``(input, band)`` pair (0-based, as the arrays) or
-        None; or ``f(input_band_counts, params)`` giving that. Default: unknown, and an
-        output band with no source has no metadata.
+        The input band each output band is made from, whose metadata (colour, description,
+        scale, offset, units, nodata) it takes: ``"same"`` (band i of the first input),
+        ``"reverse"``, per output band a band of the first input, an ``(input, band)``
+        pair (0-based) or None, or ``f(input_band_counts, params)`` giving that. Default:
+        unknown (the output bands get no metadata).
     band_meta : sequence or callable, optional
-        Metadata of the output bands: per band a mapping of `mpraster.metadata.BandMeta`
-        fields to set over what ``bands_from`` brought (``{"description": "NDVI"}``) or
-        None (keep that), or ``f(mapped_band_metadata, params)`` returning per band a
-        BandMeta, a mapping or None (no metadata).
+        Per output band, `mpraster.metadata.BandMeta` fields to set over what
+        ``bands_from`` brought (``{"description": "NDVI"}``) or None (keep it); or
+        ``f(mapped, params)`` returning per band a BandMeta, a mapping or None.
     valid : {"all", "any", "kernel"}
-        Where the output is valid when the inputs carry masks: where all inputs are valid
-        at the pixel (for a halo kernel: at the centre pixel), where any is, or where the
-        kernel says: it then returns ``(array, valid)``, ``valid`` a (rows, cols) bool
-        array of the same size as the array.
+        Where the output is valid when the inputs have masks: where all inputs are valid
+        at the pixel (for a halo kernel: the centre pixel), where any is, or where the
+        kernel says, returning ``(array, valid)`` (``valid``: bool, the array's rows, cols).
     """
     if fill not in ("edge", "nodata"):
         raise ValueError(f"fill must be 'edge' or 'nodata', got {fill!r}")

@@ -14,9 +14,11 @@ not, as the kernel changes the values they describe.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rpc import RPC
 
 # Colour interpretations a band may carry to the output. A palette needs its colour table
@@ -287,3 +290,12 @@ def write_metadata(dst, meta: OutputMetadata) -> None:
         dst.units = [b.units or "" for b in known]
     if meta.tags:
         dst.update_tags(**dict(meta.tags))
+
+
+@contextlib.contextmanager
+def quiet_about_georeferencing() -> Iterator[None]:
+    """Opening the output: its georeferencing is its inputs' (none, perhaps), told about
+    when they were read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield

@@ -29,9 +29,8 @@ from mpraster.errors import (
     OutputWriteError,
 )
 from mpraster.gdal_errors import GDAL_MESSAGES, GDAL_RAISES, gdal_reason, one_line
-from mpraster.metadata import OutputMetadata, write_metadata
-from mpraster.resume import Journal, checksum, journal_path, partial_path
-from mpraster.windows import WindowTask
+from mpraster.metadata import OutputMetadata, quiet_about_georeferencing, write_metadata
+from mpraster.resume import Journal, journal_path, partial_path
 
 
 def check_output(target: str, overwrite: bool) -> None:
@@ -286,7 +285,7 @@ class OutputWriter:
         self._gdal.callback(GDAL_MESSAGES.release)
         georef = self.metadata.georeferencing.open_kwargs()
         try:
-            with GDAL_MESSAGES.listening() as heard, _quiet_about_georeferencing():
+            with GDAL_MESSAGES.listening() as heard, quiet_about_georeferencing():
                 self._dst = rasterio.open(self.path, "w", **self._work_profile, **georef)
                 write_metadata(self._dst, self.metadata)
                 if self.mask:
@@ -375,7 +374,7 @@ class OutputWriter:
         self._journal.checkpoint(self._checksums)
         self._checksums = []
         if reopen:
-            with _quiet_about_georeferencing():
+            with quiet_about_georeferencing():
                 self._dst = rasterio.open(self.path, "r+", **self._open_options)
 
     def stop(self) -> None:
@@ -487,57 +486,5 @@ def _threads_trip_gdal(mask: bool, metadata: OutputMetadata) -> bool:
     return mask and any(b is not None and b.colorinterp for b in metadata.bands)
 
 
-@contextlib.contextmanager
-def _quiet_about_georeferencing() -> Iterator[None]:
-    """The output's georeferencing is its inputs' (none, perhaps), told about when they
-    were read."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        yield
-
-
 def _is_true(value: object) -> bool:
     return str(value).upper() in ("YES", "TRUE", "ON", "1")
-
-
-class TileAssembly:
-    """Hands results to the writer one whole tile window at a time, in plan order.
-
-    A tile window cut into row strips is assembled here first, so the writer never writes
-    part of a tile: GDAL would hold the part in its cache, and under cache pressure flush it
-    early and rewrite it later, which would make the file's layout depend on timing. A
-    result's mask, when the output has one, is assembled with it.
-    """
-
-    def __init__(self, writer: OutputWriter, dtype: np.dtype, bands: int) -> None:
-        self.writer = writer
-        self.dtype = dtype
-        self.bands = bands
-        self._buffer: np.ndarray | None = None
-        self._mask: np.ndarray | None = None
-
-    def add(
-        self,
-        task: WindowTask,
-        data: np.ndarray,
-        known: int | None = None,
-        mask: np.ndarray | None = None,
-    ) -> None:
-        """Take one window's result (and its mask); ``known``: their checksum, if it is a
-        whole tile's."""
-        if task.parts == 1:
-            known = checksum(data, mask) if known is None else known
-            self.writer.write(data, task.tile, known, mask)
-            return
-        if task.part == 0:
-            shape = (self.bands, int(task.tile.height), int(task.tile.width))
-            self._buffer = np.empty(shape, dtype=self.dtype)
-            self._mask = None if mask is None else np.empty(shape[1:], dtype=np.uint8)
-        start, stop = task.rows_in_tile
-        self._buffer[:, start:stop] = data
-        if mask is not None:
-            self._mask[start:stop] = mask
-        if task.part == task.parts - 1:
-            buffer, mask = self._buffer, self._mask
-            self._buffer = self._mask = None
-            self.writer.write(buffer, task.tile, checksum(buffer, mask), mask)
