@@ -140,7 +140,7 @@ class Job:
         lines = ["inputs:"]
         for info in self.infos:
             nodata = info.nodata if len(set(map(str, info.band_nodata))) == 1 else info.band_nodata
-            mask = f", mask (band {info.mask_band}'s)" if info.mask_band is not None else ""
+            mask = ", a per-dataset mask" if info.mask_band is not None else ""
             lines.append(
                 f"  {info.path}: {info.count} x {info.height} x {info.width} {info.dtype}, "
                 f"nodata {nodata}{mask}, CRS {info.crs}"

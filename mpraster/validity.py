@@ -131,8 +131,11 @@ def _inputs_valid(
         if mask is None and all(v is None for v in fold):
             each.append(None)  # valid everywhere
             continue
-        window_mask = None if mask is None else mask[r0:r1, c0:c1]
-        each.append(valid_pixels(array[:, r0:r1, c0:c1], fold, window_mask).all(axis=0))
+        valid = None if mask is None else mask[r0:r1, c0:c1] != 0
+        if any(v is not None for v in fold):
+            bands = valid_pixels(array[:, r0:r1, c0:c1], fold, None).all(axis=0)
+            valid = bands if valid is None else valid & bands
+        each.append(valid)
     known = [v for v in each if v is not None]
     if not known or (validity.rule == "any" and len(known) < len(each)):
         return np.ones(shape, dtype=bool)
