@@ -139,13 +139,18 @@ class InputInfo:
     # Per chosen band, its nodata value where GDAL's mask flags say nodata marks invalid
     # pixels (``nodata`` is the value they share, None if they differ); empty: ``nodata``.
     nodatavals: tuple[float | None, ...] = ()
-    # The band (1-based) whose mask is the input's per-dataset mask (internal, .msk or an
-    # alpha band), or None when it has none.
-    mask_band: int | None = None
+    # The bands (1-based) whose masks say which pixels are valid: one band for a
+    # per-dataset mask (internal, .msk or an alpha band), every band that has one for
+    # per-band masks (a pixel is valid where all of them say so); empty: no mask.
+    mask_bands: tuple[int, ...] = ()
 
     @property
     def count(self) -> int:
         return len(self.bands)
+
+    @property
+    def has_mask(self) -> bool:
+        return bool(self.mask_bands)
 
     @property
     def band_nodata(self) -> tuple[float | None, ...]:
@@ -201,16 +206,19 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
     return inspect_inputs_and_metadata(specs)[0]
 
 
-def _validity(src, bands: Sequence[int]) -> tuple[tuple[float | None, ...], int | None]:
-    """Per band its nodata value, and the band whose mask is per-dataset, as GDAL's mask
-    flags say (a band with a mask ignores its nodata value, as GDAL does)."""
+def _validity(src, bands: Sequence[int]) -> tuple[tuple[float | None, ...], tuple[int, ...]]:
+    """Per band its nodata value, and the bands whose masks mark invalid pixels, as GDAL's
+    mask flags say (a band with a mask ignores its nodata value, as GDAL does)."""
     flags = [src.mask_flag_enums[b - 1] for b in bands]
     nodatavals = tuple(
         src.nodatavals[b - 1] if MaskFlags.nodata in f and MaskFlags.per_dataset not in f else None
         for b, f in zip(bands, flags, strict=True)
     )
-    masked = [b for b, f in zip(bands, flags, strict=True) if MaskFlags.per_dataset in f]
-    return nodatavals, (masked[0] if masked else None)
+    per_dataset = [b for b, f in zip(bands, flags, strict=True) if MaskFlags.per_dataset in f]
+    if per_dataset:
+        return nodatavals, (per_dataset[0],)
+    # No flag at all: a mask of the band's own (GDAL's per-band mask, as a VRT may have).
+    return nodatavals, tuple(b for b, f in zip(bands, flags, strict=True) if not f)
 
 
 def inspect_inputs_and_metadata(
@@ -267,7 +275,7 @@ def inspect_inputs_and_metadata(
 
 
 def _input_info(path: str, src, bands: tuple[int, ...], dtype: str) -> InputInfo:
-    nodatavals, mask_band = _validity(src, bands)
+    nodatavals, mask_bands = _validity(src, bands)
     shared = set(map(str, nodatavals))
     return InputInfo(
         path=path,
@@ -280,7 +288,7 @@ def _input_info(path: str, src, bands: tuple[int, ...], dtype: str) -> InputInfo
         nodata=nodatavals[0] if len(shared) == 1 else None,
         block_shape=tuple(src.block_shapes[bands[0] - 1]),
         nodatavals=nodatavals,
-        mask_band=mask_band,
+        mask_bands=mask_bands,
     )
 
 
@@ -322,7 +330,7 @@ def split_arrays(
     input its mask or None."""
     inputs = list(arrays[: len(infos)])
     extra = iter(arrays[len(infos) :])
-    return inputs, tuple(None if i.mask_band is None else next(extra) for i in infos)
+    return inputs, tuple(next(extra) if i.has_mask else None for i in infos)
 
 
 class WindowReader:
@@ -354,11 +362,7 @@ class WindowReader:
         """
         pairs = list(zip(self.datasets, self.infos, strict=True))
         arrays = [self._read_one(src, info, task) for src, info in pairs]
-        masks = [
-            self._read_one(src, info, task, mask=True)
-            for src, info in pairs
-            if info.mask_band is not None
-        ]
+        masks = [self._read_one(src, info, task, mask=True) for src, info in pairs if info.has_mask]
         return arrays + masks
 
     def _read_one(self, src, info: InputInfo, task: WindowTask, mask: bool = False) -> np.ndarray:
@@ -366,7 +370,8 @@ class WindowReader:
         inner = read.intersection(Window(0, 0, src.width, src.height))
         try:
             if mask:
-                data = src.read_masks(info.mask_band, window=inner)[np.newaxis]
+                masks = [src.read_masks(b, window=inner) for b in info.mask_bands]
+                data = np.minimum.reduce(masks)[np.newaxis] if len(masks) > 1 else masks[0][None]
             else:
                 data = src.read(list(info.bands), window=inner)
         except RasterioError as err:

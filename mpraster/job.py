@@ -121,7 +121,7 @@ class Job:
         read_pixels = int(largest.read.height) * int(largest.read.width)
         per_pixel = sum(i.count * np.dtype(i.dtype).itemsize for i in self.infos)
         # Masks travel beside the arrays, a byte a pixel.
-        masks = sum(1 for i in self.infos if i.mask_band is not None)
+        masks = sum(1 for i in self.infos if i.has_mask)
         per_pixel += masks
         # Each array is aligned in a slot; a little slack per array covers it.
         window_in = (per_pixel * read_pixels + 64 * (len(self.infos) + masks)) if inputs else 0
@@ -140,7 +140,7 @@ class Job:
         lines = ["inputs:"]
         for info in self.infos:
             nodata = info.nodata if len(set(map(str, info.band_nodata))) == 1 else info.band_nodata
-            mask = ", a per-dataset mask" if info.mask_band is not None else ""
+            mask = ", a mask" if info.has_mask else ""
             lines.append(
                 f"  {info.path}: {info.count} x {info.height} x {info.width} {info.dtype}, "
                 f"nodata {nodata}{mask}, CRS {info.crs}"
@@ -329,7 +329,7 @@ def _output_validity(
         band_nodata, sources, lambda view: kernel.output_nodata(view, dtype, params), fixed
     )
     return plan_validity(
-        [i.mask_band is not None for i in infos],
+        [i.has_mask for i in infos],
         band_nodata,
         out_nodata,
         kernel.spec.valid,

@@ -90,6 +90,26 @@ def per_band_nodata_vrt(path, values=(1, 2, 3)):
     return path
 
 
+def per_band_mask_vrt(path):
+    """A VRT whose bands have masks of their own (GDAL's per-band masks: no mask flag)."""
+    tif = write_raster(path.with_suffix(".tif"), synthetic((2, 70, 50), "uint8"))
+    masks = np.stack([a_mask(), np.ascontiguousarray(a_mask()[::-1])])
+    write_raster(path.with_name("masks.tif"), masks)
+    gdal_copy(tif, path, driver="VRT")
+    text = path.read_text()
+    for band in (1, 2):
+        source = (
+            f'<SimpleSource><SourceFilename relativeToVRT="1">masks.tif</SourceFilename>'
+            f"<SourceBand>{band}</SourceBand></SimpleSource>"
+        )
+        mask = f'<MaskBand><VRTRasterBand dataType="Byte">{source}</VRTRasterBand></MaskBand>'
+        text = re.sub(rf'(<VRTRasterBand dataType="Byte" band="{band}"[^>]*>)', rf"\1{mask}", text)
+    path.write_text(text)
+    with rasterio.open(path) as src:
+        assert src.mask_flag_enums == ([], [])
+    return path
+
+
 def input_validity(path):
     """The reference: where every band of the input is valid, as GDAL's mask flags say."""
     with rasterio.open(path) as src:
@@ -112,6 +132,7 @@ CASES = {
     "alpha-reversed": (lambda p: alpha_raster(p / "a.tif"), "reverse"),
     "alpha-kept": (lambda p: alpha_raster(p / "a.tif"), "focal-max"),
     "per-band-nodata": (lambda p: per_band_nodata_vrt(p / "n.vrt"), "reverse"),
+    "per-band-masks": (lambda p: per_band_mask_vrt(p / "b.vrt"), "reverse"),
 }
 
 
