@@ -221,7 +221,15 @@ def test_a_kernel_declaring_one_nodata_for_all_bands_needs_no_mask(tmp_path):
         assert [f[0].name for f in o.mask_flag_enums] == ["nodata"] * 3
 
 
-def test_a_mask_costs_nothing_where_there_is_none(tmp_path, make_raster):
+def test_a_mask_costs_nothing_where_there_is_none(tmp_path, make_raster, monkeypatch):
+    def no_mask_work(*args, **kwargs):
+        raise AssertionError("mask work for an input without a mask")
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read_masks", no_mask_work)
+    monkeypatch.setattr(mpraster.worker, "window_validity", no_mask_work)
+    src = make_raster((3, 40, 40), "uint8", nodata=0)
+    for io in ("main", "workers"):
+        mpraster.run(src, tmp_path / f"{io}.tif", "focal-mean", mode="threads", io=io, **RUN)
     plain = mpraster.plan_job(
         make_raster((3, 40, 40), "uint8", nodata=0), tmp_path / "o.tif", "reverse"
     )
