@@ -11,9 +11,10 @@ from _pixel cimport missing, pixel_t
 
 def focal_mean(const pixel_t[:, :, ::1] src, double[:, :, ::1] dst, double[:, ::1] rowsum,
                double[:, ::1] rowcount, Py_ssize_t size, bint has_nodata, double nodata,
-               double fill):
+               double fill, const unsigned char[:, ::1] mask, bint has_mask):
     """dst = mean of the valid pixels in each size x size neighbourhood; ``fill`` where
-    the centre is missing or no neighbour is valid.
+    the centre is missing or no neighbour is valid. With ``has_mask``, a pixel where
+    ``mask`` (the input's rows and cols) is 0 is missing too.
 
     Separable: each row's sums over ``size`` columns first (``rowsum``, ``rowcount``:
     scratch of the input's rows by the output's columns), then ``size`` of those summed
@@ -31,6 +32,8 @@ def focal_mean(const pixel_t[:, :, ::1] src, double[:, :, ::1] dst, double[:, ::
                     count = 0.0
                     for d in range(size):
                         value = <double>src[b, i, j + d]
+                        if has_mask and mask[i, j + d] == 0:
+                            continue
                         if not missing(value, has_nodata, nodata):
                             total = total + value
                             count = count + 1.0
@@ -38,7 +41,8 @@ def focal_mean(const pixel_t[:, :, ::1] src, double[:, :, ::1] dst, double[:, ::
                     rowcount[i, j] = count
             for i in range(rows):
                 for j in range(cols):
-                    if missing(<double>src[b, i + half, j + half], has_nodata, nodata):
+                    if missing(<double>src[b, i + half, j + half], has_nodata, nodata) or (
+                            has_mask and mask[i + half, j + half] == 0):
                         dst[b, i, j] = fill
                         continue
                     total = 0.0
@@ -59,9 +63,11 @@ cdef inline pixel_t _better(pixel_t a, pixel_t b, bint maximum) noexcept nogil:
 
 def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[:, ::1] valid,
                   pixel_t[:, ::1] rowbest, Py_ssize_t size, bint has_nodata, double nodata,
-                  pixel_t fill, pixel_t identity, bint maximum):
+                  pixel_t fill, pixel_t identity, bint maximum,
+                  const unsigned char[:, ::1] mask, bint has_mask):
     """dst = max (or min) of the valid pixels in each size x size neighbourhood; ``fill``
-    where the centre is missing.
+    where the centre is missing. With ``has_mask``, a pixel where ``mask`` (the input's
+    rows and cols) is 0 is missing too.
 
     Missing pixels are first replaced by ``identity`` (the type's lowest value for max,
     its highest for min; infinities for floats) in ``valid``, so they never win; a centre
@@ -77,7 +83,8 @@ def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[
         for b in range(bands):
             for i in range(in_rows):
                 for j in range(in_cols):
-                    if missing(<double>src[b, i, j], has_nodata, nodata):
+                    if missing(<double>src[b, i, j], has_nodata, nodata) or (
+                            has_mask and mask[i, j] == 0):
                         valid[i, j] = identity
                     else:
                         valid[i, j] = src[b, i, j]
@@ -93,5 +100,6 @@ def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[
                     for j in range(cols):
                         dst[b, i, j] = _better(dst[b, i, j], rowbest[i + d, j], maximum)
                 for j in range(cols):
-                    if missing(<double>src[b, i + half, j + half], has_nodata, nodata):
+                    if missing(<double>src[b, i + half, j + half], has_nodata, nodata) or (
+                            has_mask and mask[i + half, j + half] == 0):
                         dst[b, i, j] = fill

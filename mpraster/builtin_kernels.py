@@ -6,6 +6,8 @@ compiled loop never sees a bad shape, as numcodecs does around its Cython kernel
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from mpraster import _focal, _pixelwise, _reverse, _terrain
@@ -43,7 +45,13 @@ def _check_cost(params: dict) -> None:
         raise ValueError(f"cost must be zero or more, got {params['cost']}")
 
 
-@kernel("reverse", releases_gil=True, dtypes=REVERSE_DTYPES, validate=_check_cost)
+@kernel(
+    "reverse",
+    releases_gil=True,
+    dtypes=REVERSE_DTYPES,
+    validate=_check_cost,
+    bands_from="reverse",
+)
 def reverse(src: np.ndarray, *, cost: int = 2000) -> np.ndarray:
     """Reverse the band order, spending `cost` float additions per element (compiled, nogil).
 
@@ -59,7 +67,7 @@ def reverse(src: np.ndarray, *, cost: int = 2000) -> np.ndarray:
     return out
 
 
-@kernel("reverse-py", releases_gil=False, validate=_check_cost)
+@kernel("reverse-py", releases_gil=False, validate=_check_cost, bands_from="reverse")
 def reverse_py(src: np.ndarray, *, cost: int = 2000) -> np.ndarray:
     """Reverse the band order in NumPy, holding the GIL between array operations.
 
@@ -80,6 +88,31 @@ def reverse_py(src: np.ndarray, *, cost: int = 2000) -> np.ndarray:
 def _nodata_args(value: float | None) -> tuple[bool, float]:
     """(has_nodata, nodata) for the compiled loops, which treat NaN as missing anyway."""
     return (value is not None and not np.isnan(value)), (0.0 if value is None else float(value))
+
+
+def _band_nodata(ctx: KernelContext, index: int, band: int) -> float | None:
+    """The nodata value of ``band`` of input ``index`` (each band may have its own)."""
+    if ctx.band_nodata and band < len(ctx.band_nodata[index]):
+        return ctx.band_nodata[index][band]
+    return ctx.nodata[index]
+
+
+_NO_MASK = np.ones((1, 1), dtype=np.uint8)
+
+
+def _mask_args(ctx: KernelContext, index: int) -> tuple[np.ndarray, bool]:
+    """(mask, has_mask) of input ``index`` for the compiled loops: its mask (0 where
+    invalid), or a placeholder they never read."""
+    mask = ctx.masks[index] if ctx.masks else None
+    if mask is None:
+        return _NO_MASK, False
+    return np.ascontiguousarray(mask, dtype=np.uint8), True
+
+
+def _masked_out(ctx: KernelContext, index: int) -> np.ndarray | None:
+    """Where input ``index``'s mask says invalid (bool), or None without a mask."""
+    mask = ctx.masks[index] if ctx.masks else None
+    return None if mask is None else mask == 0
 
 
 def _float_out(dtypes, params) -> str:
@@ -110,6 +143,7 @@ def _two_bands(counts) -> None:
     bands=1,
     nodata=float("nan"),
     dtypes=REVERSE_DTYPES,
+    band_meta=[{"description": "normalized difference"}],
 )
 def normalized_difference(*arrays: np.ndarray, ctx: KernelContext) -> np.ndarray:
     """(a - b) / (a + b) of two bands (NDVI: a = NIR, b = red); float32, NaN where missing.
@@ -118,10 +152,12 @@ def normalized_difference(*arrays: np.ndarray, ctx: KernelContext) -> np.ndarray
     """
     if len(arrays) == 1:
         a, b = arrays[0][0], arrays[0][1]
-        nodata_a = nodata_b = ctx.nodata[0]
+        nodata_a, nodata_b = _band_nodata(ctx, 0, 0), _band_nodata(ctx, 0, 1)
+        masked = [_masked_out(ctx, 0)]
     else:
         (a,), (b,) = arrays
-        nodata_a, nodata_b = ctx.nodata
+        nodata_a, nodata_b = _band_nodata(ctx, 0, 0), _band_nodata(ctx, 1, 0)
+        masked = [_masked_out(ctx, 0), _masked_out(ctx, 1)]
     if a.dtype != b.dtype:
         common = np.promote_types(a.dtype, b.dtype)
         a, b = a.astype(common), b.astype(common)
@@ -133,6 +169,9 @@ def normalized_difference(*arrays: np.ndarray, ctx: KernelContext) -> np.ndarray
         *_nodata_args(nodata_a),
         *_nodata_args(nodata_b),
     )
+    for where in masked:
+        if where is not None:
+            out[where] = np.nan
     return out
 
 
@@ -150,33 +189,44 @@ def _focal_halo(params) -> int:
 
 
 def _focal_extreme(src: np.ndarray, size: int, ctx: KernelContext, maximum: bool) -> np.ndarray:
-    has_nodata, nodata = _nodata_args(ctx.nodata[0])
     half = size // 2
+    src = np.ascontiguousarray(src)
     out = np.empty((src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half), src.dtype)
     valid = np.empty(src.shape[1:], src.dtype)
     rowbest = np.empty((src.shape[1], out.shape[2]), src.dtype)
-    fill = ctx.nodata[0] if ctx.nodata[0] is not None else 0
-    fill = np.array(fill).astype(src.dtype)[()]
     if src.dtype.kind == "f":
         identity = -np.inf if maximum else np.inf
     else:
         identity = np.iinfo(src.dtype).min if maximum else np.iinfo(src.dtype).max
-    _focal.focal_extreme(
-        np.ascontiguousarray(src),
-        out,
-        valid,
-        rowbest,
-        size,
-        has_nodata,
-        nodata,
-        fill,
-        np.array(identity).astype(src.dtype)[()],
-        maximum,
-    )
+    identity = np.array(identity).astype(src.dtype)[()]
+    mask, has_mask = _mask_args(ctx, 0)
+    # Band by band: each band has its own nodata value.
+    for band in range(src.shape[0]):
+        value = _band_nodata(ctx, 0, band)
+        fill = np.array(0 if value is None else value).astype(src.dtype)[()]
+        _focal.focal_extreme(
+            src[band : band + 1],
+            out[band : band + 1],
+            valid,
+            rowbest,
+            size,
+            *_nodata_args(value),
+            fill,
+            identity,
+            maximum,
+            mask,
+            has_mask,
+        )
     return out
 
 
-_FOCAL = dict(releases_gil=True, halo=_focal_halo, validate=_check_size, dtypes=REVERSE_DTYPES)
+_FOCAL = dict(
+    releases_gil=True,
+    halo=_focal_halo,
+    validate=_check_size,
+    dtypes=REVERSE_DTYPES,
+    bands_from="same",
+)
 
 
 @kernel("focal-mean", dtype=_float_out, nodata=_same_or_nan, **_FOCAL)
@@ -187,16 +237,28 @@ def focal_mean(src: np.ndarray, *, size: int = 3, ctx: KernelContext) -> np.ndar
     nodata where the centre pixel is nodata. Past the raster's edge the edge pixels repeat.
     float32 out (float64 for float64 input).
     """
-    has_nodata, nodata = _nodata_args(ctx.nodata[0])
     half = size // 2
+    src = np.ascontiguousarray(src)
     shape = (src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half)
     out = np.empty(shape, dtype=np.float64)
     rowsum = np.empty((src.shape[1], shape[2]))
     rowcount = np.empty((src.shape[1], shape[2]))
-    fill = _same_or_nan(ctx.nodata, np.dtype(np.float32), {})
-    _focal.focal_mean(
-        np.ascontiguousarray(src), out, rowsum, rowcount, size, has_nodata, nodata, fill
-    )
+    mask, has_mask = _mask_args(ctx, 0)
+    # Band by band: each band has its own nodata value.
+    for band in range(src.shape[0]):
+        value = _band_nodata(ctx, 0, band)
+        fill = _same_or_nan([value], np.dtype(np.float32), {})
+        _focal.focal_mean(
+            src[band : band + 1],
+            out[band : band + 1],
+            rowsum,
+            rowcount,
+            size,
+            *_nodata_args(value),
+            fill,
+            mask,
+            has_mask,
+        )
     return out.astype(_float_out([src.dtype], {}))
 
 
@@ -238,8 +300,13 @@ def _check_z(params: dict) -> None:
         raise ValueError(f"z-factor must be positive, got {params['z_factor']}")
 
 
-def _dem(src: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(src[0], dtype=np.float64)
+def _dem(src: np.ndarray, ctx: KernelContext) -> np.ndarray:
+    """The DEM band as float64, NaN (missing) where the input's mask says invalid."""
+    dem = np.array(src[0], dtype=np.float64, order="C")
+    masked = _masked_out(ctx, 0)
+    if masked is not None:
+        dem[masked] = np.nan
+    return dem
 
 
 _TERRAIN = dict(
@@ -252,7 +319,14 @@ _TERRAIN = dict(
 )
 
 
-@kernel("slope", dtype="float32", nodata=-9999.0, validate=_check_z, **_TERRAIN)
+@kernel(
+    "slope",
+    dtype="float32",
+    nodata=-9999.0,
+    validate=_check_z,
+    band_meta=[{"description": "slope", "units": "degrees"}],
+    **_TERRAIN,
+)
 def slope(dem: np.ndarray, *, z_factor: float = 1.0, ctx: KernelContext) -> np.ndarray:
     """Slope in degrees by Horn's method, as gdaldem slope computes it.
 
@@ -262,13 +336,20 @@ def slope(dem: np.ndarray, *, z_factor: float = 1.0, ctx: KernelContext) -> np.n
     (gdaldem leaves edges nodata, or extrapolates with -compute_edges).
     """
     out = np.empty((dem.shape[1] - 2, dem.shape[2] - 2), dtype=np.float32)
-    has_nodata, nodata = _nodata_args(ctx.nodata[0])
+    has_nodata, nodata = _nodata_args(_band_nodata(ctx, 0, 0))
     t = ctx.transform
-    _terrain.slope(_dem(dem), out, t.a, t.e, z_factor, has_nodata, nodata, -9999.0)
+    _terrain.slope(_dem(dem, ctx), out, t.a, t.e, z_factor, has_nodata, nodata, -9999.0)
     return out
 
 
-@kernel("hillshade", dtype="uint8", nodata=0, validate=_check_light, **_TERRAIN)
+@kernel(
+    "hillshade",
+    dtype="uint8",
+    nodata=0,
+    validate=_check_light,
+    band_meta=[{"description": "hillshade"}],
+    **_TERRAIN,
+)
 def hillshade(
     dem: np.ndarray,
     *,
@@ -284,10 +365,10 @@ def hillshade(
     clockwise from north, altitude above the horizon, both in degrees.
     """
     shade = np.empty((dem.shape[1] - 2, dem.shape[2] - 2), dtype=np.float32)
-    has_nodata, nodata = _nodata_args(ctx.nodata[0])
+    has_nodata, nodata = _nodata_args(_band_nodata(ctx, 0, 0))
     t = ctx.transform
     _terrain.hillshade(
-        _dem(dem), shade, t.a, t.e, z_factor, azimuth, altitude, has_nodata, nodata, 0.0
+        _dem(dem, ctx), shade, t.a, t.e, z_factor, azimuth, altitude, has_nodata, nodata, 0.0
     )
     return np.rint(shade).astype(np.uint8)
 
@@ -317,6 +398,11 @@ def _rescale_nodata(nodata, dtype, params):
     return float("nan") if dtype.kind == "f" else int(np.iinfo(dtype).min)
 
 
+def _rescaled_meta(mapped, params) -> list:
+    """A band's scale, offset and units do not describe it once it is rescaled."""
+    return [m and dataclasses.replace(m, scale=1.0, offset=0.0, units=None) for m in mapped]
+
+
 @kernel(
     "rescale",
     releases_gil=True,
@@ -324,6 +410,8 @@ def _rescale_nodata(nodata, dtype, params):
     nodata=_rescale_nodata,
     validate=_check_dtype,
     dtypes=REVERSE_DTYPES,
+    bands_from="same",
+    band_meta=_rescaled_meta,
 )
 def rescale(
     src: np.ndarray,
@@ -343,19 +431,25 @@ def rescale(
         low, high = float(np.finfo(target).min), float(np.finfo(target).max)
     else:
         low, high = float(np.iinfo(target).min), float(np.iinfo(target).max)
-    has_nodata, nodata = _nodata_args(ctx.nodata[0])
-    fill = _rescale_nodata(ctx.nodata, target, {})
+    src = np.ascontiguousarray(src)
     out = np.empty(src.shape, dtype=np.float64)
-    _pixelwise.rescale_to_double(
-        np.ascontiguousarray(src),
-        out,
-        scale,
-        offset,
-        low,
-        high,
-        target.kind in "iu",
-        has_nodata,
-        nodata,
-        0.0 if fill is None else float(fill),
-    )
+    masked = _masked_out(ctx, 0)
+    # Band by band: each band has its own nodata value.
+    for band in range(src.shape[0]):
+        value = _band_nodata(ctx, 0, band)
+        fill = _rescale_nodata([value], target, {})
+        fill = 0.0 if fill is None else float(fill)
+        _pixelwise.rescale_to_double(
+            src[band : band + 1],
+            out[band : band + 1],
+            scale,
+            offset,
+            low,
+            high,
+            target.kind in "iu",
+            *_nodata_args(value),
+            fill,
+        )
+        if masked is not None:
+            out[band][masked] = fill
     return out.astype(target)

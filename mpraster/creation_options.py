@@ -10,11 +10,13 @@ messages; then a probe writes one real tile the way the writer will, as a backst
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
 from mpraster.errors import OptionError
@@ -433,7 +435,13 @@ def check_creation_options(profile: Mapping[str, Any], cog: bool = False) -> Non
     final = {k: v for k, v in profile.items() if k != "num_threads"} | shape
     work, copy_at_end = writer_profiles(final, cog)
     try:
-        with GDAL_MESSAGES.listening(warnings=True) as heard, MemoryFile() as memory:
+        with (
+            GDAL_MESSAGES.listening(warnings=True) as heard,
+            MemoryFile() as memory,
+            warnings.catch_warnings(),
+        ):
+            # An output without a transform (GCPs, RPCs, none) is no creation option's fault.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with memory.open(**work) as dst:
                 dst.write(_probe_data(dtype, bands, size, bits))
             if copy_at_end:

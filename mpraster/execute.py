@@ -30,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from mpraster.assembly import TileAssembly
 from mpraster.budget import main_gdal_env
 from mpraster.errors import Interrupted, WorkerDied
 from mpraster.inputs import WindowReader, network_config
@@ -38,7 +39,7 @@ from mpraster.kernels import Kernel, main_script
 from mpraster.lock import OutputLock
 from mpraster.modes import Backend, make_backend
 from mpraster.options import RunOptions
-from mpraster.output import Checkpoints, OutputWriter, TileAssembly
+from mpraster.output import Checkpoints, OutputWriter
 from mpraster.progress import NullProgress, ProgressSink, make_progress
 from mpraster.resume import ResumeSource, check_previous_run_unchanged
 from mpraster.schedule import StopSignal, schedule
@@ -152,6 +153,7 @@ def _worker_spec(job: Job) -> WorkerSpec:
         gdal_config=tuple({**network_config(), **job.gdal_config}.items()),
         # Threads get the kernel itself; other processes import it by its ref.
         kernel=None if in_process else job.kernel,
+        validity=job.validity,
     )
 
 
@@ -170,7 +172,9 @@ def _run_pipeline(
     resumed = reader = backend = None
     try:
         if job.resume_from is not None:
-            resumed = ResumeSource.take(job.output, job.resume_from, job.tiles)
+            resumed = ResumeSource.take(
+                job.output, job.resume_from, job.tiles, job.validity.writes_mask
+            )
         if job.io == "main":
             reader = WindowReader(job.inputs, job.infos, job.kernel.fill)
         backend = make_backend(job, _worker_spec(job), executor)
@@ -216,7 +220,8 @@ class _Feeder:
         start = time.perf_counter()
         if self.resumed is not None and self.resumed.has(task):
             future: Future = Future()
-            future.set_result(WindowResult(task.index, self.resumed.read(task), 0.0, 0.0, 0))
+            data, mask = self.resumed.read(task)
+            future.set_result(WindowResult(task.index, data, 0.0, 0.0, 0, mask=mask))
             self.stats.read_seconds += time.perf_counter() - start
             self.stats.windows_resumed += 1
             return future
@@ -237,14 +242,24 @@ def _write_output(
     """
     checkpoints = Checkpoints(job.fingerprint, len(job.tiles), job.checkpoint_every)
     with OutputWriter(
-        job.output, job.profile, job.overwrite, job.cog, checkpoints, job.tags
+        job.output,
+        job.profile,
+        job.overwrite,
+        job.cog,
+        checkpoints,
+        job.tags,
+        job.metadata,
+        job.validity.writes_mask,
     ) as writer:
         assembly = TileAssembly(writer, job.dtype, job.bands)
 
         def write(task: WindowTask, result: WindowResult) -> None:
             start = time.perf_counter()
-            data = result.data if result.slot is None else feeder.backend.result_array(result)
-            assembly.add(task, data, result.checksum)
+            data, mask = result.data, result.mask
+            if result.slot is not None:
+                data = feeder.backend.result_array(result)
+                mask = feeder.backend.result_mask(result)
+            assembly.add(task, data, result.checksum, mask)
             if result.slot is not None:
                 feeder.backend.release(result)
             stats.write_seconds += time.perf_counter() - start

@@ -16,6 +16,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -29,6 +30,7 @@ from mpraster.errors import (
     RasterReadError,
 )
 from mpraster.gdal_errors import GDAL_MESSAGES, gdal_reason, one_line
+from mpraster.metadata import InputMetadata, read_input_metadata
 from mpraster.windows import WindowTask, describe_window
 
 # GDAL (through curl) waits for ever on a stalled HTTP read unless told otherwise. These
@@ -136,10 +138,26 @@ class InputInfo:
     transform: Affine
     nodata: float | None
     block_shape: tuple[int, int] = (512, 512)
+    # Per chosen band, its nodata value where GDAL's mask flags say nodata marks invalid
+    # pixels (``nodata`` is the value they share, None if they differ); empty: ``nodata``.
+    nodatavals: tuple[float | None, ...] = ()
+    # The bands (1-based) whose masks say which pixels are valid: one band for a
+    # per-dataset mask (internal, .msk or an alpha band), every band that has one for
+    # per-band masks (a pixel is valid where all of them say so); empty: no mask.
+    mask_bands: tuple[int, ...] = ()
 
     @property
     def count(self) -> int:
         return len(self.bands)
+
+    @property
+    def has_mask(self) -> bool:
+        return bool(self.mask_bands)
+
+    @property
+    def band_nodata(self) -> tuple[float | None, ...]:
+        """One nodata value (or None) per chosen band."""
+        return self.nodatavals or (self.nodata,) * self.count
 
 
 def _looks_like_tiff(path: str) -> bool:
@@ -216,6 +234,32 @@ def _raise_if_missing_or_unreachable(path: str, said: list[str], failure: Except
 def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
     """Read every input's header, check its bands, and check that they share one grid.
 
+    See `inspect_inputs_and_metadata`, which also reads their metadata.
+    """
+    return inspect_inputs_and_metadata(specs)[0]
+
+
+def _validity(src, bands: Sequence[int]) -> tuple[tuple[float | None, ...], tuple[int, ...]]:
+    """Per band its nodata value, and the bands whose masks mark invalid pixels, as GDAL's
+    mask flags say (a band with a mask ignores its nodata value, as GDAL does)."""
+    flags = [src.mask_flag_enums[b - 1] for b in bands]
+    nodatavals = tuple(
+        src.nodatavals[b - 1] if MaskFlags.nodata in f and MaskFlags.per_dataset not in f else None
+        for b, f in zip(bands, flags, strict=True)
+    )
+    per_dataset = [b for b, f in zip(bands, flags, strict=True) if MaskFlags.per_dataset in f]
+    if per_dataset:
+        return nodatavals, (per_dataset[0],)
+    # No flag at all: a mask of the band's own (GDAL's per-band mask, as a VRT may have).
+    return nodatavals, tuple(b for b, f in zip(bands, flags, strict=True) if not f)
+
+
+def inspect_inputs_and_metadata(
+    specs: Sequence[InputSpec],
+) -> tuple[list[InputInfo], list[InputMetadata]]:
+    """Read every input's header and metadata, check its bands, and check that they share
+    one grid.
+
     Raises
     ------
     InputNotFoundError, NotARasterError, RasterReadError
@@ -225,7 +269,7 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
     InputMismatchError
         If the inputs differ in size, transform or CRS (the first difference is named).
     """
-    infos = []
+    infos, metadata = [], []
     for spec in specs:
         with open_raster(spec.path) as src:
             if src.count == 0:
@@ -243,19 +287,8 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
                     f"{spec.path} has bands of different data types {sorted(dtypes)}; "
                     "select bands of one type (PATH:BANDS or --bidx)"
                 )
-            infos.append(
-                InputInfo(
-                    path=spec.path,
-                    bands=bands,
-                    dtype=dtypes.pop(),
-                    height=src.height,
-                    width=src.width,
-                    crs=src.crs,
-                    transform=src.transform,
-                    nodata=src.nodata,
-                    block_shape=tuple(src.block_shapes[bands[0] - 1]),
-                )
-            )
+            infos.append(_input_info(spec.path, src, bands, dtypes.pop()))
+            metadata.append(read_input_metadata(src, bands))
     first = infos[0]
     for other in infos[1:]:
         if (other.height, other.width) != (first.height, first.width):
@@ -270,7 +303,40 @@ def inspect_inputs(specs: Sequence[InputSpec]) -> list[InputInfo]:
             f"inputs {first.path} and {other.path} do not share a grid: {difference}; "
             "warp one onto the other first (rio warp --like)"
         )
-    return infos
+    _check_georeferencing(infos, metadata)
+    return infos, metadata
+
+
+def _input_info(path: str, src, bands: tuple[int, ...], dtype: str) -> InputInfo:
+    nodatavals, mask_bands = _validity(src, bands)
+    shared = set(map(str, nodatavals))
+    return InputInfo(
+        path=path,
+        bands=bands,
+        dtype=dtype,
+        height=src.height,
+        width=src.width,
+        crs=src.crs,
+        transform=src.transform,
+        nodata=nodatavals[0] if len(shared) == 1 else None,
+        block_shape=tuple(src.block_shapes[bands[0] - 1]),
+        nodatavals=nodatavals,
+        mask_bands=mask_bands,
+    )
+
+
+def _check_georeferencing(infos: Sequence[InputInfo], metadata: Sequence[InputMetadata]) -> None:
+    """Raise `InputMismatchError` unless the inputs have the same GCPs and RPCs, if any
+    (their transforms and CRSs are compared as GDAL compares them, by the caller)."""
+    georef = metadata[0].georeferencing
+    for info, other in zip(infos[1:], metadata[1:], strict=True):
+        theirs = other.georeferencing
+        if (theirs.kind, theirs.gcps, theirs.rpcs) != (georef.kind, georef.gcps, georef.rpcs):
+            raise InputMismatchError(
+                f"inputs {infos[0].path} and {info.path} are not georeferenced alike (by "
+                f"{georef.kind} and {theirs.kind}, or by different ones); warp one onto the "
+                "other first (rio warp --like)"
+            )
 
 
 def _no_bands(path: str, subdatasets: Sequence[str]) -> str:
@@ -288,6 +354,16 @@ def _fill_value(nodata: float | None, dtype: np.dtype) -> float:
     if nodata is not None:
         return nodata
     return np.nan if np.issubdtype(dtype, np.floating) else 0
+
+
+def split_arrays(
+    arrays: Sequence[np.ndarray], infos: Sequence[InputInfo]
+) -> tuple[list[np.ndarray], tuple[np.ndarray | None, ...]]:
+    """A window's arrays as `WindowReader.read` gives them: the inputs' arrays, and per
+    input its mask or None."""
+    inputs = list(arrays[: len(infos)])
+    extra = iter(arrays[len(infos) :])
+    return inputs, tuple(next(extra) if i.has_mask else None for i in infos)
 
 
 class WindowReader:
@@ -309,23 +385,28 @@ class WindowReader:
             raise
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
-        """Read ``task.read`` from every input.
+        """Read ``task.read`` from every input, followed by the per-dataset mask of each
+        input that has one (see `split_arrays`); an input without one costs no mask read.
 
         Raises
         ------
         RasterReadError
             If GDAL fails to read (a truncated or corrupt file), naming the file and window.
         """
-        return [
-            self._read_one(src, info, task)
-            for src, info in zip(self.datasets, self.infos, strict=True)
-        ]
+        pairs = list(zip(self.datasets, self.infos, strict=True))
+        arrays = [self._read_one(src, info, task) for src, info in pairs]
+        masks = [self._read_one(src, info, task, mask=True) for src, info in pairs if info.has_mask]
+        return arrays + masks
 
-    def _read_one(self, src, info: InputInfo, task: WindowTask) -> np.ndarray:
+    def _read_one(self, src, info: InputInfo, task: WindowTask, mask: bool = False) -> np.ndarray:
         read = task.read
         inner = read.intersection(Window(0, 0, src.width, src.height))
         try:
-            data = src.read(list(info.bands), window=inner)
+            if mask:
+                masks = [src.read_masks(b, window=inner) for b in info.mask_bands]
+                data = np.minimum.reduce(masks)[np.newaxis] if len(masks) > 1 else masks[0][None]
+            else:
+                data = src.read(list(info.bands), window=inner)
         except RasterioError as err:
             cause = (
                 "the file may be truncated or corrupt"
@@ -342,13 +423,20 @@ class WindowReader:
         bottom = int(read.height) - int(inner.height) - top
         right = int(read.width) - int(inner.width) - left
         if top or left or bottom or right:
-            pad = ((0, 0), (top, bottom), (left, right))
-            if self.fill == "edge":
-                data = np.pad(data, pad, mode="edge")
-            else:
-                value = _fill_value(info.nodata, data.dtype)
-                data = np.pad(data, pad, mode="constant", constant_values=value)
-        return data
+            data = self._pad(data, ((top, bottom), (left, right)), info, mask)
+        return data[0] if mask else data
+
+    def _pad(self, data: np.ndarray, pad, info: InputInfo, mask: bool) -> np.ndarray:
+        """Fill past the raster's edge: edge pixels repeated, or nodata (a mask: invalid)."""
+        if self.fill == "edge":
+            return np.pad(data, ((0, 0), *pad), mode="edge")
+        values = [0] if mask else [_fill_value(v, data.dtype) for v in info.band_nodata]
+        return np.stack(
+            [
+                np.pad(band, pad, mode="constant", constant_values=value)
+                for band, value in zip(data, values, strict=True)
+            ]
+        )
 
     def close(self) -> None:
         for dataset in self.datasets:

@@ -20,13 +20,28 @@ from rasterio.windows import Window
 
 from mpraster import __version__, budget
 from mpraster.creation_options import check_creation_options, output_profile
-from mpraster.errors import KernelNotFoundError, OptionError
-from mpraster.inputs import InputInfo, InputSpec, gdal_env, inspect_inputs, parse_input
+from mpraster.errors import KernelDefinitionError, KernelNotFoundError, OptionError
+from mpraster.inputs import (
+    InputInfo,
+    InputSpec,
+    gdal_env,
+    inspect_inputs_and_metadata,
+    parse_input,
+)
 from mpraster.kernels import Kernel, as_kernel, importable, representable
 from mpraster.lock import check_not_locked
+from mpraster.metadata import (
+    InputMetadata,
+    OutputMetadata,
+    alpha_band,
+    band_sources,
+    output_metadata,
+)
 from mpraster.options import CHECKPOINT_MB, RunOptions, check_output_format
 from mpraster.output import CogOptions, check_output
 from mpraster.resume import JournalState, fingerprint, input_identity, previous_run
+from mpraster.validity import OutputValidity, plan_validity
+from mpraster.validity import band_nodata as nodata_per_band
 from mpraster.windows import (
     WindowTask,
     plan_windows,
@@ -72,6 +87,8 @@ class Job:
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     window_timeout: float | None = None
     gdal_config: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    validity: OutputValidity = dataclasses.field(default_factory=OutputValidity)
+    metadata: OutputMetadata = dataclasses.field(default_factory=OutputMetadata)
 
     @property
     def tiles(self) -> list[Window]:
@@ -104,9 +121,14 @@ class Job:
         largest = max(self.tasks, key=lambda t: int(t.read.height) * int(t.read.width))
         read_pixels = int(largest.read.height) * int(largest.read.width)
         per_pixel = sum(i.count * np.dtype(i.dtype).itemsize for i in self.infos)
-        # Each input's array is aligned in a slot; a little slack per input covers it.
-        window_in = (per_pixel * read_pixels + 64 * len(self.infos)) if inputs else 0
+        # Masks travel beside the arrays, a byte a pixel.
+        masks = sum(1 for i in self.infos if i.has_mask)
+        per_pixel += masks
+        # Each array is aligned in a slot; a little slack per array covers it.
+        window_in = (per_pixel * read_pixels + 64 * (len(self.infos) + masks)) if inputs else 0
         window_out = self.bands * self.dtype.itemsize * max(t.pixels for t in self.tasks)
+        if self.validity.writes_mask:
+            window_out += max(t.pixels for t in self.tasks) + 64
         return window_in, window_out
 
     def memory_estimate(self) -> dict[str, int]:
@@ -118,9 +140,11 @@ class Job:
         first = self.infos[0]
         lines = ["inputs:"]
         for info in self.infos:
+            nodata = info.nodata if len(set(map(str, info.band_nodata))) == 1 else info.band_nodata
+            mask = ", a mask" if info.has_mask else ""
             lines.append(
                 f"  {info.path}: {info.count} x {info.height} x {info.width} {info.dtype}, "
-                f"nodata {info.nodata}, CRS {info.crs}"
+                f"nodata {nodata}{mask}, CRS {info.crs}"
             )
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items()) or "none"
         tiles = len({(t.tile.row_off, t.tile.col_off) for t in self.tasks})
@@ -139,6 +163,8 @@ class Job:
             f"({memory['windows'] / 2**20:.1f} MiB windows in flight + GDAL caches capped at "
             f"{memory['gdal_cache'] / 2**20:.0f} MiB), plus ~70 MiB per process",
             f"output: {self.output} ({'COG, ' if self.cog else ''}{profile})",
+            f"validity: {self.validity.describe()}; georeferenced by "
+            f"{self.metadata.georeferencing.kind}",
         ]
         return "\n".join(lines)
 
@@ -150,6 +176,8 @@ class _OutputSpec:
     dtype: np.dtype
     bands: int
     profile: Mapping[str, Any]
+    validity: OutputValidity
+    metadata: OutputMetadata
 
 
 def plan_job(
@@ -178,8 +206,8 @@ def plan_job(
             "at the top level of a module or script, or use --mode threads"
         )
     with gdal_env(**options.gdal_config):
-        infos = inspect_inputs(specs)
-    out = _output_spec(kernel, specs, infos, params, options, jobs)
+        infos, metadata = inspect_inputs_and_metadata(specs)
+    out = _output_spec(kernel, specs, infos, metadata, params, options, jobs)
     halo = kernel.halo(params)
     tasks = plan_windows(
         infos[0].height, infos[0].width, options.block_size, halo, _TASKS_PER_WORKER * jobs
@@ -203,10 +231,12 @@ def plan_job(
         tasks=tuple(tasks),
         overwrite=options.overwrite,
         cog=options.cog,
-        fingerprint=_fingerprint(specs, infos, kernel, params, out.profile, options),
+        fingerprint=_fingerprint(specs, infos, kernel, params, out, options),
         checkpoint_bytes=int(options.checkpoint_mb * 2**20),
         window_timeout=options.window_timeout,
         gdal_config=dict(options.gdal_config),
+        validity=out.validity,
+        metadata=out.metadata,
     )
     if options.shard is not None:
         job = _shard(job, options)
@@ -243,6 +273,7 @@ def _output_spec(
     kernel: Kernel,
     specs: Sequence[InputSpec],
     infos: Sequence[InputInfo],
+    metadata: Sequence[InputMetadata],
     params: Mapping[str, Any],
     options: RunOptions,
     jobs: int,
@@ -253,16 +284,62 @@ def _output_spec(
     kernel.check_dtypes([i.dtype for i in infos], names)
     dtype = kernel.output_dtype([i.dtype for i in infos], params)
     bands = kernel.output_bands([i.count for i in infos], params)
-    nodata = options.nodata
-    if nodata is None:
-        nodata = kernel.output_nodata([i.nodata for i in infos], dtype, params)
-    elif not representable(nodata, dtype):
-        raise OptionError(f"--nodata {nodata} does not fit the output type {dtype}")
+    if options.nodata is not None and not representable(options.nodata, dtype):
+        raise OptionError(f"--nodata {options.nodata} does not fit the output type {dtype}")
+    out_meta, sources = _output_metadata(kernel, infos, metadata, params, bands)
+    validity = _output_validity(kernel, infos, sources, out_meta, dtype, params, options)
     profile = output_profile(
-        infos[0], dtype, bands, options.block_size, options.creation_options, jobs, nodata
-    )
+        infos[0], dtype, bands, options.block_size, options.creation_options, jobs,
+        validity.nodata,
+    )  # fmt: skip
+    if out_meta.georeferencing.kind != "transform":
+        # No transform to go with a CRS: GCPs with theirs, RPCs, or nothing.
+        profile.update(out_meta.georeferencing.profile())
     check_creation_options(profile, options.cog is not None)
-    return _OutputSpec(dtype, bands, profile)
+    return _OutputSpec(dtype, bands, profile, validity, out_meta)
+
+
+def _output_metadata(
+    kernel: Kernel,
+    infos: Sequence[InputInfo],
+    metadata: Sequence[InputMetadata],
+    params: Mapping[str, Any],
+    bands: int,
+) -> tuple[OutputMetadata, tuple[tuple[int, int] | None, ...]]:
+    """The output's metadata, and the source band of each output band (see `kernel`'s
+    ``bands_from``)."""
+    try:
+        sources = band_sources(kernel.spec.bands_from, [i.count for i in infos], bands, params)
+        return output_metadata(metadata, sources, kernel.spec.band_meta, params), sources
+    except (TypeError, ValueError) as err:
+        raise KernelDefinitionError(f"kernel '{kernel.name}': {err}") from err
+
+
+def _output_validity(
+    kernel: Kernel,
+    infos: Sequence[InputInfo],
+    sources: Sequence[tuple[int, int] | None],
+    metadata: OutputMetadata,
+    dtype: np.dtype,
+    params: Mapping[str, Any],
+    options: RunOptions,
+) -> OutputValidity:
+    """How the output says which pixels are valid (see `mpraster.validity`)."""
+    rule = kernel.spec.nodata
+    fixed = None if rule is None or callable(rule) else rule
+    band_nodata = [i.band_nodata for i in infos]
+    out_nodata = nodata_per_band(
+        band_nodata, sources, lambda view: kernel.output_nodata(view, dtype, params), fixed
+    )
+    return plan_validity(
+        [i.has_mask for i in infos],
+        band_nodata,
+        out_nodata,
+        kernel.spec.valid,
+        options.nodata,
+        alpha_band(metadata),
+        dtype,
+    )
 
 
 def _fingerprint(
@@ -270,7 +347,7 @@ def _fingerprint(
     infos: Sequence[InputInfo],
     kernel: Kernel,
     params: Mapping[str, Any],
-    profile: Mapping[str, Any],
+    out: _OutputSpec,
     options: RunOptions,
 ) -> str:
     """What makes two runs the same job, for the journal (see `mpraster.resume`)."""
@@ -282,7 +359,9 @@ def _fingerprint(
             ],
             "kernel": [kernel.name, kernel.ref],
             "params": params,
-            "profile": {k: v for k, v in profile.items() if k != "num_threads"},
+            "profile": {k: v for k, v in out.profile.items() if k != "num_threads"},
+            "validity": dataclasses.asdict(out.validity),
+            "metadata": out.metadata.to_json(),
             "block": options.block_size,
             "cog": options.cog,
             # Where checkpoints fall shapes a compressed file's layout.
@@ -302,6 +381,8 @@ def _shard(job: Job, options: RunOptions) -> Job:
         "block_size": options.block_size,
         "checkpoint_mb": options.checkpoint_mb,
         "cog": options.cog and dataclasses.asdict(options.cog),
+        "metadata": job.metadata.to_json(),
+        "mask": job.validity.writes_mask,
     }
     tags = {
         "MPRASTER_JOB": job.fingerprint,

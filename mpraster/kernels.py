@@ -34,6 +34,7 @@ from mpraster.kernel_params import (
     name_key,
     parse_params,
 )
+from mpraster.validity import RULES, valid_pixels
 
 ENTRY_POINT_GROUP = "mpraster.kernels"
 _BUILTIN_MODULE = "mpraster.builtin_kernels"
@@ -56,6 +57,9 @@ class KernelSpec:
     bands: int | Callable[..., int] | None = None
     nodata: float | Callable[..., float | None] | None = None
     validate: Callable[[dict[str, Any]], None] | None = None
+    bands_from: str | Sequence[Any] | Callable[..., Sequence[Any]] | None = None
+    band_meta: Any = None
+    valid: str = "all"
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,12 @@ class KernelContext:
     """What a kernel may know about the window it computes (its ``ctx`` argument).
 
     ``transform`` is the affine transform of ``read`` (the window grown by the halo), so
-    ``transform.a`` and ``transform.e`` are the pixel's width and (negative) height;
-    ``nodata`` has one value (or None) per input.
+    ``transform.a`` and ``transform.e`` are the pixel's width and (negative) height.
+    ``band_nodata`` has, per input, one nodata value (or None) per band; ``nodata`` one
+    per input: the value its bands share, None if they have none or different ones.
+    ``masks`` has, per input, its per-dataset mask over ``read`` ((rows, cols) uint8, 0
+    where invalid: an internal or external mask, or an alpha band), or None. `valid`
+    combines them.
     """
 
     window: Any
@@ -72,6 +80,17 @@ class KernelContext:
     transform: Any
     nodata: tuple[float | None, ...]
     halo: int
+    band_nodata: tuple[tuple[float | None, ...], ...] = ()
+    masks: tuple[np.ndarray | None, ...] = ()
+
+    def valid(self, index: int, array: np.ndarray) -> np.ndarray:
+        """Where each band of input ``index``'s ``array`` is valid: (bands, rows, cols)
+        bool from its mask and its bands' nodata (NaN where NaN is the nodata value)."""
+        nodata = self.band_nodata[index] if self.band_nodata else (self.nodata[index],)
+        if len(nodata) != array.shape[0]:
+            nodata = (nodata[0],) * array.shape[0]
+        mask = self.masks[index] if self.masks else None
+        return valid_pixels(array, nodata, mask)
 
 
 @dataclass(frozen=True)
@@ -255,6 +274,9 @@ def kernel(
     bands: int | Callable[..., int] | None = None,
     nodata: float | Callable[..., float | None] | None = None,
     validate: Callable[[dict[str, Any]], None] | None = None,
+    bands_from: str | Sequence[Any] | Callable[..., Sequence[Any]] | None = None,
+    band_meta: Any = None,
+    valid: str = "all",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as an mpraster kernel; the function itself is returned unchanged.
 
@@ -292,9 +314,25 @@ def kernel(
         input's nodata where the output dtype can hold it.
     validate : callable, optional
         ``f(params)`` raising ``ValueError`` for a bad combination of parameter values.
+    bands_from : {"same", "reverse"}, sequence or callable, optional
+        The input band each output band is made from, whose metadata (colour, description,
+        scale, offset, units, nodata) it takes: ``"same"`` (band i of the first input),
+        ``"reverse"``, per output band a band of the first input, an ``(input, band)``
+        pair (0-based) or None, or ``f(input_band_counts, params)`` giving that. Default:
+        unknown (the output bands get no metadata).
+    band_meta : sequence or callable, optional
+        Per output band, `mpraster.metadata.BandMeta` fields to set over what
+        ``bands_from`` brought (``{"description": "NDVI"}``) or None (keep it); or
+        ``f(mapped, params)`` returning per band a BandMeta, a mapping or None.
+    valid : {"all", "any", "kernel"}
+        Where the output is valid when the inputs have masks: where all inputs are valid
+        at the pixel (for a halo kernel: the centre pixel), where any is, or where the
+        kernel says, returning ``(array, valid)`` (``valid``: bool, the array's rows, cols).
     """
     if fill not in ("edge", "nodata"):
         raise ValueError(f"fill must be 'edge' or 'nodata', got {fill!r}")
+    if valid not in RULES:
+        raise ValueError(f"valid must be one of {', '.join(RULES)}, got {valid!r}")
     spec = KernelSpec(
         name=name,
         aliases=tuple(aliases),
@@ -308,6 +346,9 @@ def kernel(
         bands=bands,
         nodata=nodata,
         validate=validate,
+        bands_from=bands_from,
+        band_meta=band_meta,
+        valid=valid,
     )
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -16,6 +16,7 @@ from mpraster.creation_options import output_profile
 from mpraster.errors import ShardMergeError
 from mpraster.inputs import InputInfo, open_raster
 from mpraster.lock import OutputLock
+from mpraster.metadata import OutputMetadata
 from mpraster.options import default_jobs
 from mpraster.output import Checkpoints, CogOptions, OutputWriter
 from mpraster.progress import NullProgress, ProgressSink
@@ -56,6 +57,8 @@ def _merge_shards_locked(output: str, overwrite: bool, progress: ProgressSink | 
                 f"the shards of {output} are not all of the same job; run them again"
             )
         plan = json.loads(tags[0]["MPRASTER_PLAN"])
+        # What the shards' job gave its output besides pixels, as an unsharded run would.
+        metadata = OutputMetadata.from_json(plan.get("metadata") or OutputMetadata().to_json())
         first = sources[0]
         tiles = tile_windows(plan_windows(first.height, first.width, plan["block_size"]))
         dtype = np.dtype(first.dtypes[0])
@@ -73,10 +76,16 @@ def _merge_shards_locked(output: str, overwrite: bool, progress: ProgressSink | 
         with (
             main_gdal_env(64 << 20),
             OutputWriter(
-                output, _merged_profile(first, plan), overwrite, _cog(plan), checkpoints
+                output,
+                _merged_profile(first, plan, metadata),
+                overwrite,
+                _cog(plan),
+                checkpoints,
+                metadata=metadata,
+                mask=plan.get("mask", False),
             ) as writer,
         ):
-            _copy_tiles(sources, tiles, writer, stats, progress)
+            _copy_tiles(sources, tiles, writer, stats, progress, plan.get("mask", False))
             writer.commit()
         progress.close()
     finally:
@@ -120,7 +129,7 @@ def _finished_shards(output: str) -> list[str]:
     return [found[i][0] for i in range(count)]
 
 
-def _merged_profile(first: DatasetReader, plan: dict) -> dict:
+def _merged_profile(first: DatasetReader, plan: dict, metadata: OutputMetadata) -> dict:
     """The profile an unsharded run of the shards' job would have written."""
     info = InputInfo(
         first.name,
@@ -132,7 +141,7 @@ def _merged_profile(first: DatasetReader, plan: dict) -> dict:
         first.transform,
         first.nodata,
     )
-    return output_profile(
+    profile = output_profile(
         info,
         np.dtype(first.dtypes[0]),
         first.count,
@@ -141,6 +150,9 @@ def _merged_profile(first: DatasetReader, plan: dict) -> dict:
         default_jobs(),
         first.nodata,
     )
+    if metadata.georeferencing.kind != "transform":
+        profile.update(metadata.georeferencing.profile())
+    return profile
 
 
 def _cog(plan: dict) -> CogOptions | None:
@@ -158,16 +170,18 @@ def _copy_tiles(
     writer: OutputWriter,
     stats: RunStats,
     progress: ProgressSink,
+    with_mask: bool,
 ) -> None:
-    """Write every tile window, in plan order, from the shard that holds it."""
+    """Write every tile window (and its mask), in plan order, from the shard that holds it."""
     count = len(sources)
     for number, tile in enumerate(tiles):
         owner = next(i for i in range(count) if number in shard_range(len(tiles), i, count))
         start = time.perf_counter()
         data = sources[owner].read(window=tile)
+        mask = sources[owner].read_masks(1, window=tile) if with_mask else None
         stats.read_seconds += time.perf_counter() - start
         start = time.perf_counter()
-        writer.write(data, tile, checksum(data))
+        writer.write(data, tile, checksum(data, mask), mask)
         stats.write_seconds += time.perf_counter() - start
         pixels = int(tile.height) * int(tile.width)
         stats.windows += 1

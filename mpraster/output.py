@@ -29,8 +29,8 @@ from mpraster.errors import (
     OutputWriteError,
 )
 from mpraster.gdal_errors import GDAL_MESSAGES, GDAL_RAISES, gdal_reason, one_line
-from mpraster.resume import Journal, checksum, journal_path, partial_path
-from mpraster.windows import WindowTask
+from mpraster.metadata import OutputMetadata, quiet_about_georeferencing, write_metadata
+from mpraster.resume import Journal, journal_path, partial_path
 
 
 def check_output(target: str, overwrite: bool) -> None:
@@ -248,9 +248,13 @@ class OutputWriter:
         cog: CogOptions | None = None,
         checkpoints: Checkpoints | None = None,
         tags: Mapping[str, str] | None = None,
+        metadata: OutputMetadata | None = None,
+        mask: bool = False,
     ) -> None:
         self.target = target
         self.tags = dict(tags or {})
+        self.metadata = metadata or OutputMetadata()
+        self.mask = mask
         self.path = partial_path(target)
         self.profile = dict(profile)
         self.overwrite = overwrite
@@ -260,7 +264,7 @@ class OutputWriter:
         self._final_path = f"{self.path}-final"
         self._open_options = (
             {"num_threads": self.profile["num_threads"]}
-            if "num_threads" in self._work_profile
+            if "num_threads" in self._work_profile and not _threads_trip_gdal(mask, self.metadata)
             else {}
         )
         self._dst: rasterio.io.DatasetWriter | None = None
@@ -275,11 +279,20 @@ class OutputWriter:
         # GDAL's errors reach Python only in a thread with a rasterio.Env, and only while
         # rasterio's logger lets them through: both for the writer's whole life.
         self._gdal.enter_context(env_ctx_if_needed())
+        # A mask in a file beside the partial (.msk) would not be renamed with it.
+        self._gdal.enter_context(rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True))
         GDAL_MESSAGES.retain()
         self._gdal.callback(GDAL_MESSAGES.release)
+        georef = self.metadata.georeferencing.open_kwargs()
         try:
-            with GDAL_MESSAGES.listening() as heard:
-                self._dst = rasterio.open(self.path, "w", **self._work_profile)
+            with GDAL_MESSAGES.listening() as heard, quiet_about_georeferencing():
+                self._dst = rasterio.open(self.path, "w", **self._work_profile, **georef)
+                write_metadata(self._dst, self.metadata)
+                if self.mask:
+                    # The mask's directory is made now, before any tile: made at the first
+                    # tile's mask, it would land before or after that tile depending on
+                    # whether GDAL compresses on threads (-j), changing the file's bytes.
+                    self._dst.write_mask(np.zeros((0, 0), np.uint8), window=Window(0, 0, 0, 0))
                 if self.tags:
                     self._dst.update_tags(**self.tags)
                 if self.checkpoints is not None:
@@ -331,8 +344,15 @@ class OutputWriter:
             f"to {self.target}"
         )
 
-    def write(self, array: np.ndarray, window: Window, checksum: int | None = None) -> None:
-        """Write one tile window's result (``checksum``: its pixels', for the journal).
+    def write(
+        self,
+        array: np.ndarray,
+        window: Window,
+        checksum: int | None = None,
+        mask: np.ndarray | None = None,
+    ) -> None:
+        """Write one tile window's result and its mask, if the output has one
+        (``checksum``: theirs, for the journal).
 
         Raises
         ------
@@ -341,6 +361,8 @@ class OutputWriter:
         """
         with self._writing():
             self._dst.write(array, window=window)
+            if mask is not None:
+                self._dst.write_mask(mask, window=window)
             if self._journal is not None:
                 self._checksums.append(checksum)
                 if len(self._checksums) >= self.checkpoints.every:
@@ -352,7 +374,8 @@ class OutputWriter:
         self._journal.checkpoint(self._checksums)
         self._checksums = []
         if reopen:
-            self._dst = rasterio.open(self.path, "r+", **self._open_options)
+            with quiet_about_georeferencing():
+                self._dst = rasterio.open(self.path, "r+", **self._open_options)
 
     def stop(self) -> None:
         """Make everything written so far durable and journaled, and keep it for resume."""
@@ -455,34 +478,13 @@ class OutputWriter:
             self._gdal.close()
 
 
+def _threads_trip_gdal(mask: bool, metadata: OutputMetadata) -> bool:
+    """Whether GDAL (3.10 to 3.12) fails in its compression threads on this output once it
+    is reopened: a mask beside bands with colour interpretations, which GDAL's thread
+    copies onto the mask's one sample (``Bad value 2 for "ExtraSamples" tag``). Such a
+    file compresses on one thread after its first checkpoint (the same bytes, slower)."""
+    return mask and any(b is not None and b.colorinterp for b in metadata.bands)
+
+
 def _is_true(value: object) -> bool:
     return str(value).upper() in ("YES", "TRUE", "ON", "1")
-
-
-class TileAssembly:
-    """Hands results to the writer one whole tile window at a time, in plan order.
-
-    A tile window cut into row strips is assembled here first, so the writer never writes
-    part of a tile: GDAL would hold the part in its cache, and under cache pressure flush it
-    early and rewrite it later, which would make the file's layout depend on timing.
-    """
-
-    def __init__(self, writer: OutputWriter, dtype: np.dtype, bands: int) -> None:
-        self.writer = writer
-        self.dtype = dtype
-        self.bands = bands
-        self._buffer: np.ndarray | None = None
-
-    def add(self, task: WindowTask, data: np.ndarray, known: int | None = None) -> None:
-        """Take one window's result; ``known``: its checksum, if it is a whole tile's."""
-        if task.parts == 1:
-            self.writer.write(data, task.tile, checksum(data) if known is None else known)
-            return
-        if task.part == 0:
-            shape = (self.bands, int(task.tile.height), int(task.tile.width))
-            self._buffer = np.empty(shape, dtype=self.dtype)
-        start, stop = task.rows_in_tile
-        self._buffer[:, start:stop] = data
-        if task.part == task.parts - 1:
-            self.writer.write(self._buffer, task.tile, checksum(self._buffer))
-            self._buffer = None

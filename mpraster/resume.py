@@ -44,9 +44,13 @@ def journal_path(target: str) -> str:
     return f"{target}.journal"
 
 
-def checksum(array: np.ndarray) -> int:
-    """A fast checksum of a window's pixels (CRC-32; enough to catch a torn write)."""
-    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8))
+def checksum(array: np.ndarray, mask: np.ndarray | None = None) -> int:
+    """A fast checksum of a window's pixels and its mask, if it has one (CRC-32; enough
+    to catch a torn write)."""
+    crc = zlib.crc32(np.ascontiguousarray(array).view(np.uint8))
+    if mask is not None:
+        crc = zlib.crc32(np.ascontiguousarray(mask).view(np.uint8), crc)
+    return crc
 
 
 def fingerprint(description: Mapping[str, Any]) -> str:
@@ -206,21 +210,32 @@ class ResumeSource:
     before it began its own).
     """
 
-    def __init__(self, output: str, path: str, done: Sequence[int], tiles: Sequence[Any]):
+    def __init__(
+        self,
+        output: str,
+        path: str,
+        done: Sequence[int],
+        tiles: Sequence[Any],
+        with_mask: bool = False,
+    ):
         self.output = output
         self.path = path
         self.done = list(done)
         self.index = {(t.row_off, t.col_off): i for i, t in enumerate(tiles)}
+        self.with_mask = with_mask
         self.dataset = open_raster(path)
-        self._tile: tuple[int, np.ndarray] | None = None
+        self._tile: tuple[int, np.ndarray, np.ndarray | None] | None = None
 
     @classmethod
-    def take(cls, output: str, state: JournalState, tiles: Sequence[Any]) -> ResumeSource:
-        """Move ``output``'s partial aside and open it; ``state`` is its journal."""
+    def take(
+        cls, output: str, state: JournalState, tiles: Sequence[Any], with_mask: bool = False
+    ) -> ResumeSource:
+        """Move ``output``'s partial aside and open it; ``state`` is its journal;
+        ``with_mask``: the output has a mask, journaled with the pixels."""
         path = partial_path(output) + ".resume"
         os.replace(partial_path(output), path)
         try:
-            return cls(output, path, state.done, tiles)
+            return cls(output, path, state.done, tiles, with_mask)
         except BaseException:
             os.replace(path, partial_path(output))
             raise
@@ -228,19 +243,22 @@ class ResumeSource:
     def has(self, task: Any) -> bool:
         return self.index[(task.tile.row_off, task.tile.col_off)] < len(self.done)
 
-    def read(self, task: Any) -> np.ndarray:
-        """The task's rows of its tile, read once per tile and checked against the journal."""
+    def read(self, task: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """The task's rows of its tile and of its mask (None without one), read once per
+        tile and checked against the journal."""
         number = self.index[(task.tile.row_off, task.tile.col_off)]
         if self._tile is None or self._tile[0] != number:
             data = self.dataset.read(window=task.tile)
-            if checksum(data) != self.done[number]:
+            mask = self.dataset.read_masks(1, window=task.tile) if self.with_mask else None
+            if checksum(data, mask) != self.done[number]:
                 raise ResumeError(
                     f"tile window {number} of {self.path} does not match its journal (the "
                     "file was damaged or changed); start again with --overwrite"
                 )
-            self._tile = (number, data)
+            self._tile = (number, data, mask)
         start, stop = task.rows_in_tile
-        return self._tile[1][:, start:stop]
+        _, data, mask = self._tile
+        return data[:, start:stop], None if mask is None else mask[start:stop]
 
     def close(self) -> None:
         """Close it, and keep it only where it is still what a journal describes."""

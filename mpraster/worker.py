@@ -21,9 +21,10 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import transform as window_transform
 
 from mpraster.errors import WindowFailed
-from mpraster.inputs import InputInfo, InputSpec, WindowReader
+from mpraster.inputs import InputInfo, InputSpec, WindowReader, split_arrays
 from mpraster.kernels import Kernel, KernelContext, load_kernel
 from mpraster.resume import checksum
+from mpraster.validity import OutputValidity, window_validity
 from mpraster.windows import WindowTask, describe_window
 
 if TYPE_CHECKING:
@@ -52,15 +53,19 @@ class WorkerSpec:
     # GDAL configuration every worker process applies (network timeouts and retries).
     gdal_config: tuple[tuple[str, str], ...] = ()
     kernel: Kernel | None = field(default=None, compare=False)
+    # How the output carries validity: with a mask or alpha, every result comes with it.
+    validity: OutputValidity = field(default_factory=OutputValidity)
 
-    def context(self, task: WindowTask) -> KernelContext:
-        """The `KernelContext` of one window."""
+    def context(self, task: WindowTask, masks: tuple[np.ndarray | None, ...] = ()) -> KernelContext:
+        """The `KernelContext` of one window (``masks``: per input, its mask or None)."""
         return KernelContext(
             window=task.window,
             read=task.read,
             transform=window_transform(task.read, self.infos[0].transform),
             nodata=tuple(info.nodata for info in self.infos),
             halo=self.halo,
+            band_nodata=tuple(info.band_nodata for info in self.infos),
+            masks=masks or (None,) * len(self.infos),
         )
 
 
@@ -79,6 +84,9 @@ class WindowResult:
     # The journal's checksum of a whole tile window's result, taken by the worker so that
     # the writer does not spend its time on it (None for a part of a tile).
     checksum: int | None = None
+    # The output's mask over the window (uint8, 0 where invalid), when it has one; in
+    # shared memory with the result when that travelled there (``mask`` is then None).
+    mask: np.ndarray | None = None
 
 
 class WorkerState:
@@ -135,11 +143,12 @@ def apply_kernel(
     dtype: np.dtype,
     bands: int,
     ctx: KernelContext,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Run the kernel on one window's arrays, check its result and crop off the halo.
 
     The kernel may return the read window's size (the halo is cropped here) or the
-    window's own size.
+    window's own size; a kernel declared ``valid="kernel"`` returns ``(array, valid)``,
+    and the validity comes back cropped too (else None).
 
     Raises
     ------
@@ -154,16 +163,33 @@ def apply_kernel(
             f"kernel '{kernel.name}' failed on window {describe_window(task)}: "
             f"{type(err).__name__}: {err}"
         ) from err
+    valid = None
+    if kernel.spec.valid == "kernel":
+        out, valid = _split_validity(kernel, task, out)
     window_shape = (bands, int(task.window.height), int(task.window.width))
     if isinstance(out, np.ndarray) and out.ndim == 2 and bands == 1:
         out = out[np.newaxis]
     problem = _wrong_result(kernel, out, dtype, bands, task)
     if problem:
         raise WindowFailed(problem)
+    if valid is not None and valid.shape != out.shape[1:]:
+        raise WindowFailed(
+            f"kernel '{kernel.name}' returned validity of shape {valid.shape} on window "
+            f"{describe_window(task)}; expected {out.shape[1:]}, the array's rows and cols"
+        )
     if out.shape == window_shape:
-        return out
+        return out, valid
     r0, r1, c0, c1 = task.crop
-    return out[:, r0:r1, c0:c1]
+    return out[:, r0:r1, c0:c1], None if valid is None else valid[r0:r1, c0:c1]
+
+
+def _split_validity(kernel: Kernel, task: WindowTask, result: Any) -> tuple[Any, np.ndarray]:
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise WindowFailed(
+            f"kernel '{kernel.name}' returned {type(result).__name__} on window "
+            f"{describe_window(task)}; a kernel declared valid='kernel' returns (array, valid)"
+        )
+    return result[0], np.asarray(result[1])
 
 
 def _wrong_result(
@@ -224,7 +250,8 @@ def _sizes(read_shape: tuple[int, ...], window_shape: tuple[int, ...]) -> str:
 def compute(
     task: WindowTask, arrays: list[np.ndarray] | None, slot: Slot | None = None
 ) -> WindowResult:
-    """Run the kernel on a window's arrays (or the ones in ``slot``)."""
+    """Run the kernel on a window's arrays (or the ones in ``slot``): the inputs', then
+    their masks (see `mpraster.inputs.WindowReader.read`)."""
     state: WorkerState = _local.state
     start = time.perf_counter()
     if arrays is None:
@@ -233,22 +260,28 @@ def compute(
 
         arrays = slot_inputs(slot)
     spec = state.spec
-    out = apply_kernel(
+    inputs, masks = split_arrays(arrays, spec.infos)
+    out, valid = apply_kernel(
         state.kernel,
         spec.params,
         task,
-        arrays,
+        inputs,
         np.dtype(spec.dtype),
         spec.bands,
-        spec.context(task),
+        spec.context(task, masks),
     )
-    tile_checksum = checksum(out) if task.parts == 1 else None
+    mask = None
+    if spec.validity.per_dataset:
+        if spec.validity.carrier == "alpha" and not out.flags.writeable:
+            out = out.copy()  # its alpha band is set to 0 where invalid
+        mask = window_validity(spec.validity, inputs, masks, task.crop, out, valid)
+    tile_checksum = checksum(out, mask) if task.parts == 1 else None
     if slot is None:
         elapsed = time.perf_counter() - start
-        return WindowResult(task.index, out, 0.0, elapsed, 0, checksum=tile_checksum)
+        return WindowResult(task.index, out, 0.0, elapsed, 0, checksum=tile_checksum, mask=mask)
     from mpraster.modes.transport import put_result
 
-    put_result(slot, out)
+    put_result(slot, out, mask)
     elapsed = time.perf_counter() - start
     return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape, tile_checksum)
 

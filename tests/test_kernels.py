@@ -287,10 +287,13 @@ def _task(halo=0):
 
 
 def _apply(func, out_dtype="uint8", bands=3, halo=0):
+    """The kernel's checked and cropped result on one window (its validity left aside)."""
     ctx = KernelContext(window=None, read=None, transform=None, nodata=(None,), halo=halo)
     size = 16 + 2 * halo
     arrays = [np.zeros((3, size, size), dtype="uint8")]
-    return apply_kernel(as_kernel(func), {}, _task(halo), arrays, np.dtype(out_dtype), bands, ctx)
+    task = _task(halo)
+    out, _ = apply_kernel(as_kernel(func), {}, task, arrays, np.dtype(out_dtype), bands, ctx)
+    return out
 
 
 @mpraster.kernel(dtype="float32", bands=1)

@@ -128,9 +128,9 @@ def test_in_flight_windows_are_bounded(tmp_path, make_raster, monkeypatch):
 
     real_write = OutputWriter.write
 
-    def write(self, array, window, checksum=None):
+    def write(self, array, window, checksum=None, mask=None):
         held.discard(int(window.row_off // 16 * 10 + window.col_off // 16))
-        return real_write(self, array, window, checksum)
+        return real_write(self, array, window, checksum, mask)
 
     monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
     monkeypatch.setattr(OutputWriter, "write", write)

@@ -6,6 +6,7 @@ Every mode is a `Backend` around a ``concurrent.futures.Executor``; the scheduli
 * ``submit(task, arrays)``: compute ``task`` from ``arrays`` the main process read, or,
   with ``arrays`` None, have the worker read it too; returns a future `WindowResult`;
 * ``result_array(result)``: the window's output array (valid until ``release``);
+* ``result_mask(result)``: its mask, when the output has one (likewise);
 * ``release(result)``: the writer is done with it;
 * ``close(finished)``: shut down, waiting for the workers after a finished run, or
   stopping them at once after an error or a stop.
@@ -41,6 +42,9 @@ class Backend:
 
     def result_array(self, result: WindowResult) -> np.ndarray:
         return result.data
+
+    def result_mask(self, result: WindowResult) -> np.ndarray | None:
+        return result.mask
 
     def release(self, result: WindowResult) -> None:
         """Nothing to give back: the result array is the worker's own."""

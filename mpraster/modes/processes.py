@@ -36,6 +36,7 @@ class ProcessBackend(Backend):
         import multiprocessing
 
         self._dtype = np.dtype(spec.dtype)
+        self._with_mask = spec.validity.writes_mask
         self._slots = SlotPool(job.in_flight, *job.window_bytes(inputs=job.io == "main"))
         # A forkserver is a fresh, single-threaded process that has imported mpraster (and
         # so GDAL) but never used it; workers forked from it start in milliseconds instead
@@ -64,6 +65,11 @@ class ProcessBackend(Backend):
 
     def result_array(self, result: WindowResult) -> np.ndarray:
         return self._slots.result(result.slot, result.shape, self._dtype)
+
+    def result_mask(self, result: WindowResult) -> np.ndarray | None:
+        if not self._with_mask:
+            return None
+        return self._slots.result_mask(result.slot, result.shape, self._dtype)
 
     def release(self, result: WindowResult) -> None:
         self._slots.release(result.slot)

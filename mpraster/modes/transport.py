@@ -181,6 +181,12 @@ class SlotPool:
         block = self._blocks[slot.index]
         return np.ndarray(shape, dtype, buffer=block.buf, offset=slot.output_offset)
 
+    def result_mask(self, slot: Slot, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """The mask the worker put after its result (see `put_result`)."""
+        block = self._blocks[slot.index]
+        offset = _mask_offset(slot, shape, dtype)
+        return np.ndarray(shape[1:], np.uint8, buffer=block.buf, offset=offset)
+
     def release(self, slot: Slot) -> None:
         self._free.append(slot.index)
 
@@ -256,7 +262,14 @@ def slot_inputs(slot: Slot) -> list[np.ndarray]:
     return [_view(block, offset, shape, np.dtype(dtype)) for offset, shape, dtype in slot.inputs]
 
 
-def put_result(slot: Slot, data: np.ndarray) -> None:
-    """Copy a worker's result into ``slot``."""
+def _mask_offset(slot: Slot, shape: Sequence[int], dtype: np.dtype) -> int:
+    return slot.output_offset + _aligned(math.prod(shape) * np.dtype(dtype).itemsize)
+
+
+def put_result(slot: Slot, data: np.ndarray, mask: np.ndarray | None = None) -> None:
+    """Copy a worker's result into ``slot``, and its mask (uint8 rows x cols) after it."""
     block = _attach(slot.name)
     _view(block, slot.output_offset, data.shape, data.dtype)[...] = data
+    if mask is not None:
+        offset = _mask_offset(slot, data.shape, data.dtype)
+        _view(block, offset, mask.shape, mask.dtype)[...] = mask
