@@ -23,7 +23,9 @@ from rasterio.windows import transform as window_transform
 from mpraster.errors import WindowFailed
 from mpraster.inputs import InputInfo, InputSpec, WindowReader
 from mpraster.kernels import Kernel, KernelContext, load_kernel
+from mpraster.reductions import Block, Reduction
 from mpraster.resume import checksum
+from mpraster.validity import BlockReader
 from mpraster.windows import WindowTask, describe_window
 
 if TYPE_CHECKING:
@@ -52,6 +54,9 @@ class WorkerSpec:
     # GDAL configuration every worker process applies (network timeouts and retries).
     gdal_config: tuple[tuple[str, str], ...] = ()
     kernel: Kernel | None = field(default=None, compare=False)
+    # A reduction's run (`mpraster.reduce`): windows give partials, not tiles. Pickled
+    # with the spec (its parameters are its attributes); no kernel then.
+    reduction: Reduction | None = field(default=None, compare=False)
 
     def context(self, task: WindowTask) -> KernelContext:
         """The `KernelContext` of one window."""
@@ -86,12 +91,16 @@ class WorkerState:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self.kernel = spec.kernel or load_kernel(spec.kernel_ref)
-        self.reader: WindowReader | None = None
+        self.reduction = spec.reduction
+        if self.reduction is None:
+            self.kernel = spec.kernel or load_kernel(spec.kernel_ref)
+        self.reader: WindowReader | BlockReader | None = None
         self.thread = threading.current_thread()
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
-        if self.reader is None:
+        if self.reader is None and self.reduction is not None:
+            self.reader = BlockReader(self.spec.inputs, self.spec.infos)
+        elif self.reader is None:
             self.reader = WindowReader(self.spec.inputs, self.spec.infos, self.spec.fill)
         return self.reader.read(task)
 
@@ -183,6 +192,8 @@ def compute(
         from mpraster.modes.transport import slot_inputs
 
         arrays = slot_inputs(slot)
+    if state.reduction is not None:
+        return reduce_window(state.reduction, task, arrays, slot, start)
     spec = state.spec
     out = apply_kernel(
         state.kernel,
@@ -202,6 +213,36 @@ def compute(
     put_result(slot, out)
     elapsed = time.perf_counter() - start
     return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape, tile_checksum)
+
+
+def reduce_window(
+    reduction: Reduction,
+    task: WindowTask,
+    arrays: Sequence[np.ndarray],
+    slot: Slot | None,
+    start: float,
+) -> WindowResult:
+    """One window's partial of ``reduction``, sent back pickled as the result's ``data``.
+
+    ``arrays`` are a `BlockReader`'s (values and validity, input by input). The slot, if
+    any, held only the inputs; it goes back with the result so that the main process
+    hands it out again.
+
+    Raises
+    ------
+    WindowFailed
+        If the reduction raises, naming the window.
+    """
+    block = Block(task.index, task.window, tuple(arrays[0::2]), tuple(arrays[1::2]))
+    try:
+        partial = reduction.update(reduction.start(), block)
+    except Exception as err:
+        raise WindowFailed(
+            f"reduction '{reduction.name}' failed on window {describe_window(task)}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    elapsed = time.perf_counter() - start
+    return WindowResult(task.index, partial, 0.0, elapsed, 0, slot)
 
 
 def read_and_compute(task: WindowTask, slot: Slot | None = None) -> WindowResult:
