@@ -182,3 +182,24 @@ def load_reduction(ref: str) -> Reduction:
             f"'{ref}' is not a reduction; declare it with @mpraster.reduction"
         )
     return found
+
+
+class Together(Reduction):
+    """Several reductions in one pass over the raster; partials and result are tuples."""
+
+    def __init__(self, *parts: Reduction) -> None:
+        self.parts = parts
+        self.name = "+".join(p.name for p in parts)
+        self.releases_gil = all(p.releases_gil for p in parts)
+
+    def start(self) -> tuple:
+        return tuple(p.start() for p in self.parts)
+
+    def update(self, partial: tuple, block: Block) -> tuple:
+        return tuple(p.update(s, block) for p, s in zip(self.parts, partial, strict=True))
+
+    def merge(self, first: tuple, second: tuple) -> tuple:
+        return tuple(p.merge(a, b) for p, a, b in zip(self.parts, first, second, strict=True))
+
+    def finish(self, partial: tuple) -> tuple:
+        return tuple(p.finish(s) for p, s in zip(self.parts, partial, strict=True))
