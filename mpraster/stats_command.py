@@ -97,8 +97,13 @@ def compute_stats(
     stop: StopSignal | None = None,
     executor: Any = None,
     gather_limit: int = GATHER_LIMIT,
+    **changes: Any,
 ) -> tuple[dict[str, Any], RunStats]:
     """Statistics of every band of ``inputs``; returns the report and the first pass's figures.
+
+    ``options`` (or its fields as keywords: ``jobs=2, mode="processes"``) say how to run
+    it, as for `mpraster.run`; ``gather_limit`` is the most values a percentile search
+    gathers and sorts in memory (`mpraster.percentiles.GATHER_LIMIT`).
 
     Raises
     ------
@@ -110,7 +115,7 @@ def compute_stats(
         If ``request.range`` excludes every valid value of every band.
     """
     request = request or StatsRequest()
-    options = RunOptions.of(options)
+    options = RunOptions.of(options, **changes)
     specs = _input_specs(inputs, options.bidx)
     if request.zones is not None:
         specs.append(parse_input(request.zones))
