@@ -133,6 +133,7 @@ def compute_stats(
         dataclasses.replace(job, reduction=first), progress, stop, executor
     )
     dtypes = [np.dtype(info.dtype) for info in job.infos[:data]]
+    _check_finite(partials, job, request)
     histograms = _histograms(partials, dtypes, request, run_pass)
     percentiles = _percentiles(partials, dtypes, request, run_pass, gather_limit)
     report = {"inputs": []}
@@ -164,6 +165,20 @@ def _check_zones(job: ReductionJob, request: StatsRequest) -> None:
         raise OptionError(
             f"zones raster {zones.path} has {zones.count} bands; name one: {zones.path}:1"
         )
+
+
+def _check_finite(partials: list, job: ReductionJob, request: StatsRequest) -> None:
+    """Percentiles and a histogram over the observed range need finite extremes."""
+    if not (request.percentiles or (request.histogram and not request.range)):
+        return
+    for info, bands in zip(job.infos, partials, strict=False):
+        for band, part in zip(info.bands, bands, strict=True):
+            if part.count and not np.isfinite([part.min, part.max]).all():
+                raise OptionError(
+                    f"band {band} of {info.path} holds infinite values: percentiles and a "
+                    "histogram over the observed range need finite ones; give the histogram "
+                    "a --range, or set the infinities to nodata"
+                )
 
 
 def _first_pass(job: ReductionJob, request: StatsRequest, data: int) -> Reduction:

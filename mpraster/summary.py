@@ -66,7 +66,8 @@ def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 
 def merge_band(a: BandPartial, b: BandPartial) -> BandPartial:
     """The partial of ``a``'s windows and then ``b``'s."""
-    mean, m2 = merge_moments(a, b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean, m2 = merge_moments(a, b)
     present = [p for p in (a, b) if p.count]
     return BandPartial(
         count=a.count + b.count,
@@ -148,9 +149,11 @@ class BandSummary(Reduction):
             part.total = int(v.sum(dtype=np.int64))
         else:
             part.total = float(v.sum(dtype=np.float64))
-        mean = np.float64(v.mean(dtype=np.float64))
-        part.mean = float(mean)
-        part.m2 = float(np.square(v - mean, dtype=np.float64).sum())
+        # Infinities are valid values: their mean and std are inf or NaN, as NumPy's.
+        with np.errstate(invalid="ignore", over="ignore"):
+            mean = np.float64(v.mean(dtype=np.float64))
+            part.mean = float(mean)
+            part.m2 = float(np.square(v - mean, dtype=np.float64).sum())
         return part
 
     def merge(self, first: list[list[BandPartial]], second: list[list[BandPartial]]) -> Any:

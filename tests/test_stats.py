@@ -3,6 +3,7 @@ bits across modes, --io and -j, zonal statistics, user reductions, and bad input
 
 import itertools
 import json
+import signal
 import subprocess
 
 import numpy as np
@@ -12,7 +13,13 @@ from conftest import write_raster
 from reductions_for_tests import ValidSum, count_positive
 
 import mpraster
-from mpraster.errors import EmptyHistogramError, InputMismatchError, OptionError, ZonesTypeError
+from mpraster.errors import (
+    EmptyHistogramError,
+    InputMismatchError,
+    Interrupted,
+    OptionError,
+    ZonesTypeError,
+)
 from mpraster.stats_command import StatsRequest, compute_stats
 
 PERCENTILES = (0, 2, 25, 50, 97.5, 100)
@@ -236,3 +243,18 @@ def test_rank_search_through_crowded_bins(limit):
     found = search_ranks(targets, _fold_in_memory(values), limit)
     got = [interpolate(found[(0, 0, lo)], found[(0, 0, hi)], g) for lo, hi, g in ranks]
     assert got == np.percentile(v, qs).tolist()
+
+
+def test_infinities_need_a_range_and_a_stop_gives_no_figures(tmp_path):
+    data = np.arange(400, dtype="float32").reshape(1, 20, 20)
+    data[0, 3, 3] = np.inf
+    path = write_raster(tmp_path / "inf.tif", data)
+    with pytest.raises(OptionError, match="holds infinite values"):
+        compute_stats(path, StatsRequest(percentiles=(50,)))
+    report, _ = compute_stats(path, StatsRequest(histogram=2, range=(0.0, 400.0)))
+    assert report["inputs"][0]["bands"][0]["histogram"]["counts"] == [199, 200]
+    stop = mpraster.StopSignal()
+    stop.set(signal.SIGTERM)
+    with pytest.raises(Interrupted, match="stopped by SIGTERM after 0 of") as caught:
+        compute_stats(path, StatsRequest(), stop=stop)
+    assert caught.value.exit_code == 128 + signal.SIGTERM
