@@ -136,20 +136,33 @@ def compute_stats(
     _check_finite(partials, job, request)
     histograms = _histograms(partials, dtypes, request, run_pass)
     percentiles = _percentiles(partials, dtypes, request, run_pass, gather_limit)
-    report = {"inputs": []}
-    for i in range(data):
+    extras = {"histogram": histograms, "percentiles": percentiles}
+    if not request.percentiles:
+        del extras["percentiles"]
+    if zonal:
+        extras["zones"] = [[table.figures() for table in tables] for tables in zonal[0]]
+    return _report(job, specs[:data], partials, dtypes, extras), stats
+
+
+def _report(
+    job: ReductionJob,
+    specs: Sequence[Any],
+    partials: list,
+    dtypes: Sequence[np.dtype],
+    extras: dict[str, list[list[Any]]],
+) -> dict[str, Any]:
+    """The report: per input, per band, its figures and ``extras`` (by input and band)."""
+    report: dict[str, Any] = {"inputs": []}
+    for i, spec in enumerate(specs):
         bands = []
         for b, part in enumerate(partials[i]):
             band = {"band": job.infos[i].bands[b], **band_figures(part, dtypes[i])}
-            if histograms[i][b] is not None:
-                band["histogram"] = histograms[i][b]
-            if request.percentiles:
-                band["percentiles"] = percentiles[i][b]
-            if zonal:
-                band["zones"] = zonal[0][i][b].figures()
+            for name, values in extras.items():
+                if values[i][b] is not None:
+                    band[name] = values[i][b]
             bands.append(band)
-        report["inputs"].append({"path": str(specs[i]), "dtype": str(dtypes[i]), "bands": bands})
-    return report, stats
+        report["inputs"].append({"path": str(spec), "dtype": str(dtypes[i]), "bands": bands})
+    return report
 
 
 def _check_zones(job: ReductionJob, request: StatsRequest) -> None:
