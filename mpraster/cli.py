@@ -475,6 +475,9 @@ def merge_command(output: str, overwrite: bool, progress: str, quiet: bool) -> N
     show_default=True,
 )
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False))
+@click.option(
+    "--resume", is_flag=True, help="Finish a stopped run from its journal (OUTPUT.journal)."
+)
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
 @click.option("--io", "io", type=click.Choice(IO_PLACEMENTS), default=None)
 @click.option("-j", "--jobs", type=int, default=None, help="Number of workers.")
@@ -532,6 +535,7 @@ def stats_command(
                 progress=sink,
                 stop=watch.stop,
                 executor=executor,
+                journal=f"{output}.journal" if output else None,
             )
             text = format_report(report, fmt)
             if output:

@@ -38,6 +38,7 @@ from mpraster.kernels import importable
 from mpraster.modes import Backend, make_backend
 from mpraster.options import RunOptions
 from mpraster.progress import NullProgress, ProgressSink, make_progress
+from mpraster.reduce_journal import ReductionJournal, reduction_key
 from mpraster.reductions import Reduction
 from mpraster.schedule import StopSignal, schedule
 from mpraster.stats import RunStats
@@ -176,10 +177,13 @@ def execute_reduction(
     progress: ProgressSink | None = None,
     stop: StopSignal | None = None,
     executor: Executor | None = None,
+    journal: ReductionJournal | None = None,
 ) -> tuple[Any, RunStats]:
     """Run a planned `ReductionJob`; returns its result and the run's figures.
 
-    ``executor`` as for `mpraster.execute` (MPI mode's, left running).
+    ``executor`` as for `mpraster.execute` (MPI mode's, left running). With a
+    ``journal``, the pass starts from where it says this reduction got, and records how
+    far it gets (see `mpraster.reduce_journal`).
 
     Raises
     ------
@@ -196,13 +200,14 @@ def execute_reduction(
             if job.io == "main":
                 reader = BlockReader(job.inputs, job.infos)
             backend = make_backend(job, _worker_spec(job), executor)
-            partial = _fold(job, backend, reader, progress, stop, stats)
+            partial = _fold(job, backend, reader, progress, stop, stats, journal)
             finished = True
         except (Interrupted, KeyboardInterrupt) as err:
             signum = getattr(err, "signum", signal.SIGINT)
+            then = "run the same command with --resume to finish" if journal else "run it again"
             raise Interrupted(
                 f"stopped by {signal.Signals(signum).name} after {stats.windows} of "
-                f"{len(job.tasks)} windows; no figures were given: run it again",
+                f"{len(job.tasks)} windows; no figures were given: {then}",
                 signum,
             ) from err
         finally:
@@ -224,10 +229,15 @@ def _fold(
     progress: ProgressSink,
     stop: StopSignal | None,
     stats: RunStats,
+    journal: ReductionJournal | None = None,
 ) -> Any:
-    """Schedule every window and merge the partials in plan order."""
+    """Schedule every window (but those the journal has) and merge the partials in plan
+    order; the journal learns how far the merges got."""
     reduction = job.reduction
-    folded = [reduction.start()]
+    key = reduction_key(reduction) if journal is not None else ""
+    done, start = (journal and journal.resumed(key)) or (0, reduction.start())
+    folded = [start]
+    stats.windows_resumed += done
 
     def submit(task: WindowTask) -> Future:
         if reader is None:
@@ -243,6 +253,8 @@ def _fold(
         folded[0] = reduction.merge(folded[0], result.data)
         if result.slot is not None:
             backend.release(result)
+        if journal is not None:
+            journal.progress(key, task.index + 1, folded[0])
         stats.write_seconds += time.perf_counter() - start
         stats.windows += 1
         stats.pixels += task.pixels
@@ -251,6 +263,12 @@ def _fold(
         stats.bytes_read += result.bytes_read
         progress.advance(1, task.pixels)
 
-    progress.start(len(job.tasks), sum(t.pixels for t in job.tasks))
-    schedule(job.tasks, submit, merge, job.in_flight, stats, stop, job.window_timeout)
+    tasks = job.tasks[done:]
+    progress.start(len(tasks), sum(t.pixels for t in tasks))
+    try:
+        schedule(tasks, submit, merge, job.in_flight, stats, stop, job.window_timeout)
+    finally:
+        # After a stop or a failure too: what was merged need not be merged again.
+        if journal is not None and key in journal.passes:
+            journal.save()
     return folded[0]

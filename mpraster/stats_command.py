@@ -34,6 +34,7 @@ from mpraster.percentiles import (
 )
 from mpraster.progress import ProgressSink
 from mpraster.reduce import ReductionJob, execute_reduction, plan_reduction
+from mpraster.reduce_journal import ReductionJournal
 from mpraster.reductions import Reduction, Together
 from mpraster.schedule import StopSignal
 from mpraster.stats import RunStats
@@ -97,13 +98,16 @@ def compute_stats(
     stop: StopSignal | None = None,
     executor: Any = None,
     gather_limit: int = GATHER_LIMIT,
+    journal: str | None = None,
     **changes: Any,
 ) -> tuple[dict[str, Any], RunStats]:
     """Statistics of every band of ``inputs``; returns the report and the first pass's figures.
 
     ``options`` (or its fields as keywords: ``jobs=2, mode="processes"``) say how to run
     it, as for `mpraster.run`; ``gather_limit`` is the most values a percentile search
-    gathers and sorts in memory (`mpraster.percentiles.GATHER_LIMIT`).
+    gathers and sorts in memory (`mpraster.percentiles.GATHER_LIMIT`). With ``journal``
+    (a path), each pass records how far it got there; ``resume=True`` continues from it
+    (see `mpraster.reduce_journal`); it is removed once every figure is known.
 
     Raises
     ------
@@ -122,15 +126,15 @@ def compute_stats(
     job = plan_reduction(specs, Reduction(), options)
     data = len(specs) - (request.zones is not None)
     _check_zones(job, request)
+    passes = _journal(journal, specs, request, options)
 
     def run_pass(reduction: Reduction) -> Any:
-        return execute_reduction(
-            dataclasses.replace(job, reduction=reduction), None, stop, executor
-        )[0]
+        again = dataclasses.replace(job, reduction=reduction)
+        return execute_reduction(again, None, stop, executor, passes)[0]
 
     first = _first_pass(job, request, data)
     (partials, *zonal), stats = execute_reduction(
-        dataclasses.replace(job, reduction=first), progress, stop, executor
+        dataclasses.replace(job, reduction=first), progress, stop, executor, passes
     )
     dtypes = [np.dtype(info.dtype) for info in job.infos[:data]]
     _check_finite(partials, job, request)
@@ -141,7 +145,25 @@ def compute_stats(
         del extras["percentiles"]
     if zonal:
         extras["zones"] = [[table.figures() for table in tables] for tables in zonal[0]]
-    return _report(job, specs[:data], partials, dtypes, extras), stats
+    report = _report(job, specs[:data], partials, dtypes, extras)
+    if passes is not None:
+        passes.remove()
+    return report, stats
+
+
+def _journal(
+    path: str | None, specs: Sequence[Any], request: StatsRequest, options: RunOptions
+) -> ReductionJournal | None:
+    if path is None:
+        if options.resume:
+            raise OptionError("--resume needs -o FILE: the stats journal is kept beside it")
+        return None
+    description = {
+        "request": dataclasses.asdict(request),
+        "bands": [s.bands for s in specs],
+        "block": options.block_size,
+    }
+    return ReductionJournal(path, [s.path for s in specs], description, options.resume)
 
 
 def _report(

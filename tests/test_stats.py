@@ -13,11 +13,14 @@ from conftest import write_raster
 from reductions_for_tests import ValidSum, count_positive
 
 import mpraster
+import mpraster.progress
 from mpraster.errors import (
     EmptyHistogramError,
     InputMismatchError,
     Interrupted,
     OptionError,
+    ResumeError,
+    UnfinishedRunError,
     ZonesTypeError,
 )
 from mpraster.stats_command import StatsRequest, compute_stats
@@ -181,6 +184,7 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path, cli_env, mpraster_cmd
         (["--zones", other], 13, "do not share a grid"),
         (["--percentiles", "2,150"], 2, "between 0 and 100"),
         (["--histogram", "4", "--range", "1000,2000"], 2, "excludes every valid value"),
+        (["--resume"], 2, "--resume needs -o FILE"),
     ]
     for args, code, words in cases:
         done = subprocess.run(
@@ -258,3 +262,40 @@ def test_infinities_need_a_range_and_a_stop_gives_no_figures(tmp_path):
     with pytest.raises(Interrupted, match="stopped by SIGTERM after 0 of") as caught:
         compute_stats(path, StatsRequest(), stop=stop)
     assert caught.value.exit_code == 128 + signal.SIGTERM
+
+
+class _StopAfter(mpraster.progress.NullProgress):
+    """A progress sink that asks the run to stop once ``windows`` windows are merged."""
+
+    def __init__(self, stop, windows):
+        self.stop, self.left = stop, windows
+
+    def advance(self, windows, pixels):
+        self.left -= windows
+        if self.left == 0:
+            self.stop.set(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_resume_continues_from_the_journal_with_the_same_bits(tmp_path, mode):
+    data, nodata = _data("float64", shape=(2, 64, 64))
+    path = write_raster(tmp_path / "in.tif", data, nodata=nodata)
+    request = StatsRequest(histogram=6, percentiles=(5, 50))
+    options = dict(block_size=16, mode=mode, jobs=2, gather_limit=100)
+    whole, first = compute_stats(path, request, **options)
+    assert first.windows == 16
+    journal = tmp_path / "stats.json.journal"
+    stop = mpraster.StopSignal()
+    with pytest.raises(Interrupted, match="with --resume to finish"):
+        compute_stats(
+            path, request, progress=_StopAfter(stop, 6), stop=stop, journal=str(journal), **options
+        )
+    assert journal.exists()
+    with pytest.raises(UnfinishedRunError, match="pass --resume"):
+        compute_stats(path, request, journal=str(journal), **options)
+    with pytest.raises(ResumeError, match="of another job"):
+        compute_stats(path, StatsRequest(), journal=str(journal), resume=True, **options)
+    report, stats = compute_stats(path, request, journal=str(journal), resume=True, **options)
+    assert json.dumps(report) == json.dumps(whole)
+    assert stats.windows_resumed >= 6 and stats.windows + stats.windows_resumed == 16
+    assert not journal.exists()
