@@ -169,6 +169,9 @@ def band_figures(part: BandPartial, dtype: np.dtype) -> dict[str, Any]:
     if not part.count:
         return {**figures, "min": None, "max": None, "sum": 0, "mean": None, "std": None}
     mean = part.total / part.count if exact_sum_type(dtype) else part.mean
+    if not np.isfinite(mean):
+        # Chan's update gives NaN once an infinity is in: inf - inf. The sum knows better.
+        mean = part.total / part.count
     return {
         **figures,
         "min": part.min.item(),

@@ -123,6 +123,11 @@ class ZonalSummary(Reduction):
         return [[ZoneTable.empty() for _ in range(n)] for n in self.bands]
 
     def update(self, partial: list[list[ZoneTable]], block: Block) -> list[list[ZoneTable]]:
+        # Infinities are valid values: their zones' mean and std are inf or NaN, as NumPy's.
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._update(partial, block)
+
+    def _update(self, partial: list[list[ZoneTable]], block: Block) -> list[list[ZoneTable]]:
         zone_valid = block.valid[self.zones][0]
         ids, zone_of = np.unique(block.values[self.zones][0][zone_valid], return_inverse=True)
         ids = ids.astype(np.int64)
@@ -136,6 +141,10 @@ class ZonalSummary(Reduction):
         return self.merge(partial, tables)
 
     def merge(self, first: list[list[ZoneTable]], second: list[list[ZoneTable]]) -> list:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._merge(first, second)
+
+    def _merge(self, first: list[list[ZoneTable]], second: list[list[ZoneTable]]) -> list:
         return [
             [merge_tables(a, b) for a, b in zip(fa, fb, strict=True)]
             for fa, fb in zip(first, second, strict=True)

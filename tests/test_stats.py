@@ -256,6 +256,7 @@ def test_infinities_need_a_range_and_a_stop_gives_no_figures(tmp_path):
     with pytest.raises(OptionError, match="holds infinite values"):
         compute_stats(path, StatsRequest(percentiles=(50,)))
     report, _ = compute_stats(path, StatsRequest(histogram=2, range=(0.0, 400.0)))
+    assert report["inputs"][0]["bands"][0]["mean"] == np.inf  # as NumPy's
     assert report["inputs"][0]["bands"][0]["histogram"]["counts"] == [199, 200]
     stop = mpraster.StopSignal()
     stop.set(signal.SIGTERM)
