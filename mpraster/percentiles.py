@@ -74,8 +74,12 @@ class Request:
     bin: int | None = None
 
 
-def _selected(block: Block, r: Request) -> np.ndarray:
-    v = block.values[r.i][r.b][block.valid[r.i][r.b]].astype(np.float64)
+def _selected(block: Block, r: Request, bands: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+    """The values of ``block`` that ``r`` asks about; ``bands`` caches each band's valid
+    values as float64, which several requests share."""
+    v = bands.get((r.i, r.b))
+    if v is None:
+        v = bands[(r.i, r.b)] = block.values[r.i][r.b][block.valid[r.i][r.b]].astype(np.float64)
     v = v[(v >= r.low) & (v <= r.high)]
     if r.bin is not None:
         v = v[bin_index(v, r.low, r.high, BINS) == r.bin]
@@ -94,9 +98,9 @@ class RankSearch(Reduction):
         return [None] * len(self.requests)
 
     def update(self, partial: list[Any], block: Block) -> list[Any]:
-        answers = []
+        answers, bands = [], {}
         for r in self.requests:
-            v = _selected(block, r)
+            v = _selected(block, r, bands)
             if r.kind == "count":
                 answers.append(np.bincount(bin_index(v, r.low, r.high, BINS), minlength=BINS))
             elif r.kind == "bounds":
