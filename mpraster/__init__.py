@@ -8,21 +8,31 @@ from mpraster.job import Job, plan_job
 from mpraster.kernels import Kernel, kernel, load_kernel
 from mpraster.options import RunOptions, default_jobs
 from mpraster.output import CogOptions
+from mpraster.reduce import plan_reduction, reduce
+from mpraster.reductions import Block, Reduction, reduction
 from mpraster.schedule import StopSignal
 from mpraster.stats import RunStats
+from mpraster.stats_command import StatsRequest, compute_stats
 
 __all__ = [
+    "Block",
     "CogOptions",
     "Job",
     "Kernel",
     "MprasterError",
+    "Reduction",
     "RunOptions",
     "RunStats",
+    "StatsRequest",
     "StopSignal",
+    "compute_stats",
     "default_jobs",
     "execute",
     "kernel",
     "load_kernel",
     "plan_job",
+    "plan_reduction",
+    "reduce",
+    "reduction",
     "run",
 ]

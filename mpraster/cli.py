@@ -37,6 +37,13 @@ from mpraster.options import IO_PLACEMENTS, MODES, RunOptions
 from mpraster.output import RESAMPLING_METHODS, CogOptions, parse_overviews
 from mpraster.progress import PROGRESS_KINDS, make_progress
 from mpraster.schedule import StopSignal
+from mpraster.stats_command import (
+    StatsRequest,
+    compute_stats,
+    format_report,
+    parse_numbers,
+    write_report,
+)
 from mpraster.windows import parse_shard
 
 # Options that more than one command takes (rio's own --co and --overwrite come from
@@ -449,6 +456,101 @@ def merge_command(output: str, overwrite: bool, progress: str, quiet: bool) -> N
             f"{stats.wall_seconds:.2f} s",
             err=True,
         )
+
+
+@main.command("stats")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("-b", "--bidx", default=None, metavar="BANDS", help="Bands to read (4 or 4,3).")
+@click.option("--histogram", type=int, default=None, metavar="BINS", help="Histogram bins.")
+@click.option(
+    "--range", "value_range", default=None, metavar="MIN,MAX", help="The histogram's range."
+)
+@click.option("--percentiles", default=None, metavar="Q,...", help="Exact percentiles, 0-100.")
+@click.option("--zones", default=None, metavar="ZONES.tif", help="Integer zones, same grid.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False))
+@click.option(
+    "--resume", is_flag=True, help="Finish a stopped run from its journal (OUTPUT.journal)."
+)
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
+@click.option("--io", "io", type=click.Choice(IO_PLACEMENTS), default=None)
+@click.option("-j", "--jobs", type=int, default=None, help="Number of workers.")
+@click.option("--prefetch", type=int, default=2, show_default=True)
+@click.option("--block-size", type=int, default=512, show_default=True)
+@progress_opt
+@click.option("--stats", "show_stats", is_flag=True, help="Print where the time went.")
+@click.option("--stop-grace", type=float, default=20.0, show_default=True)
+@quiet_opt
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on error.")
+@_one_line_warnings
+def stats_command(
+    files: tuple[str, ...],
+    histogram: int | None,
+    value_range: str | None,
+    percentiles: str | None,
+    zones: str | None,
+    fmt: str,
+    output: str | None,
+    progress: str,
+    show_stats: bool,
+    stop_grace: float,
+    quiet: bool,
+    verbose: bool,
+    **flags: Any,
+) -> None:
+    """Statistics of every band of INPUT...: counts, min, max, sum, mean, std, histograms,
+    exact percentiles and, with --zones, the same per zone.
+
+    \b
+    $ mpraster stats dem.tif --percentiles 2,50,98 -j 2
+    $ mpraster stats RGB.byte.tif --histogram 8 --format json -o stats.json
+    $ mpraster stats landsat.tif:4 --zones parcels.tif --format csv
+    """
+    watch = _SignalWatch(stop_grace)
+    try:
+        with contextlib.ExitStack() as stack:
+            executor = None
+            if flags["mode"] == "mpi":
+                executor = stack.enter_context(comm_executor())
+                if executor is None:
+                    return  # an MPI worker rank: it served windows until rank 0 was done
+                flags["jobs"] = flags["jobs"] or mpi_worker_count()
+            request = StatsRequest(
+                histogram=histogram,
+                range=parse_numbers(value_range, "--range") if value_range else None,
+                percentiles=parse_numbers(percentiles, "--percentiles") if percentiles else (),
+                zones=zones,
+            )
+            sink = make_progress(progress, sys.stderr)
+            report, stats = compute_stats(
+                files,
+                request,
+                RunOptions(**flags),
+                progress=sink,
+                stop=watch.stop,
+                executor=executor,
+                journal=f"{output}.journal" if output else None,
+            )
+            text = format_report(report, fmt)
+            if output:
+                write_report(text, output)
+            else:
+                click.echo(text, nl=False)
+    except MprasterError as err:
+        watch.done()
+        _fail(err, verbose)
+    finally:
+        watch.done()
+    if not quiet:
+        click.echo(f"mpraster: {stats.summary()}", err=True)
+    if show_stats:
+        click.echo(stats.report(), err=True)
 
 
 def _kernel_summary(k) -> str:

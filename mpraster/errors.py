@@ -154,3 +154,11 @@ class Interrupted(MprasterError):
 
     def __reduce__(self):
         return type(self), (str(self), self.signum)
+
+
+class ZonesTypeError(KernelDtypeError):
+    """The zones raster of zonal statistics is not of an integer type."""
+
+
+class EmptyHistogramError(OptionError):
+    """A histogram's range (``--range``) excludes every valid value."""

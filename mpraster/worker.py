@@ -20,9 +20,11 @@ import numpy as np
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import transform as window_transform
 
+from mpraster.block_reader import BlockReader
 from mpraster.errors import WindowFailed
 from mpraster.inputs import InputInfo, InputSpec, WindowReader, split_arrays
 from mpraster.kernels import Kernel, KernelContext, load_kernel
+from mpraster.reductions import Block, Reduction
 from mpraster.resume import checksum
 from mpraster.validity import OutputValidity, window_validity
 from mpraster.windows import WindowTask, describe_window
@@ -55,6 +57,9 @@ class WorkerSpec:
     kernel: Kernel | None = field(default=None, compare=False)
     # How the output carries validity: with a mask or alpha, every result comes with it.
     validity: OutputValidity = field(default_factory=OutputValidity)
+    # A reduction's run (`mpraster.reduce`): windows give partials, not tiles. Pickled
+    # with the spec (its parameters are its attributes); no kernel then.
+    reduction: Reduction | None = field(default=None, compare=False)
 
     def context(self, task: WindowTask, masks: tuple[np.ndarray | None, ...] = ()) -> KernelContext:
         """The `KernelContext` of one window (``masks``: per input, its mask or None)."""
@@ -94,12 +99,16 @@ class WorkerState:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self.kernel = spec.kernel or load_kernel(spec.kernel_ref)
-        self.reader: WindowReader | None = None
+        self.reduction = spec.reduction
+        if self.reduction is None:
+            self.kernel = spec.kernel or load_kernel(spec.kernel_ref)
+        self.reader: WindowReader | BlockReader | None = None
         self.thread = threading.current_thread()
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
-        if self.reader is None:
+        if self.reader is None and self.reduction is not None:
+            self.reader = BlockReader(self.spec.inputs, self.spec.infos)
+        elif self.reader is None:
             self.reader = WindowReader(self.spec.inputs, self.spec.infos, self.spec.fill)
         return self.reader.read(task)
 
@@ -259,6 +268,8 @@ def compute(
         from mpraster.modes.transport import slot_inputs
 
         arrays = slot_inputs(slot)
+    if state.reduction is not None:
+        return reduce_window(state.reduction, task, arrays, slot, start)
     spec = state.spec
     inputs, masks = split_arrays(arrays, spec.infos)
     out, valid = apply_kernel(
@@ -284,6 +295,36 @@ def compute(
     put_result(slot, out, mask)
     elapsed = time.perf_counter() - start
     return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape, tile_checksum)
+
+
+def reduce_window(
+    reduction: Reduction,
+    task: WindowTask,
+    arrays: Sequence[np.ndarray],
+    slot: Slot | None,
+    start: float,
+) -> WindowResult:
+    """One window's partial of ``reduction``, sent back pickled as the result's ``data``.
+
+    ``arrays`` are a `BlockReader`'s (values and validity, input by input). The slot, if
+    any, held only the inputs; it goes back with the result so that the main process
+    hands it out again.
+
+    Raises
+    ------
+    WindowFailed
+        If the reduction raises, naming the window.
+    """
+    block = Block(task.index, task.window, tuple(arrays[0::2]), tuple(arrays[1::2]))
+    try:
+        partial = reduction.update(reduction.start(), block)
+    except Exception as err:
+        raise WindowFailed(
+            f"reduction '{reduction.name}' failed on window {describe_window(task)}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    elapsed = time.perf_counter() - start
+    return WindowResult(task.index, partial, 0.0, elapsed, 0, slot)
 
 
 def read_and_compute(task: WindowTask, slot: Slot | None = None) -> WindowResult:

@@ -181,3 +181,24 @@ def test_mpi_output_equals_input_reversed(tmp_path, make_raster, mpirun):
     assert proc.returncode == 0, proc.stderr
     with rasterio.open(src) as a, rasterio.open(out) as b:
         assert np.array_equal(b.read(), a.read()[::-1])
+
+
+@pytest.mark.parametrize("io", ["workers", "main"])
+def test_mpi_stats_match_threads(tmp_path, make_raster, mpirun, io):
+    import json
+
+    from mpraster.stats_command import StatsRequest, compute_stats
+
+    src = make_raster((2, 70, 50), "int32")  # its percentiles take refining passes
+    zones = make_raster((1, 70, 50), "uint8", seed=4)
+    out = tmp_path / "stats.json"
+    args = ["--histogram", "5", "--range", "-1e9,1e9", "--percentiles", "2,50", "--zones", zones]
+    proc = mpirun(
+        "-m", "mpraster", "stats", src, *args, "--mode", "mpi", "--io", io,
+        "--block-size", "16", "--format", "json", "-o", out, "--progress", "none",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"mpi, io={io}, -j 2" in proc.stderr
+    request = StatsRequest(5, (-1e9, 1e9), (2.0, 50.0), str(zones))
+    reference, _ = compute_stats(src, request, block_size=16, mode="threads", jobs=1)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(reference))

@@ -1,0 +1,274 @@
+"""Running a reduction: the engine of `mpraster.run`, folding partials instead of writing.
+
+::
+
+    plan_reduction ─► ReductionJob ─► execute_reduction:
+        --io main:    BlockReader ─► values + validity ─► Backend.submit ─► update()
+        --io workers:                (none) ─►            (own BlockReader) │
+        schedule(): at most jobs * prefetch windows in flight ◄─ partial ◄──┘
+            reorder buffer (plan order) ─► merge(acc, partial) ─► finish(acc)
+
+The same `mpraster.modes` back ends and the same `mpraster.schedule.schedule` loop as a
+map, so threads, processes and MPI, ``--io``, progress, ``--stats`` timers and stops
+behave the same. Partials are pickled back (they are small); process workers still take
+their inputs through shared memory with ``--io main``. There is no output, hence no lock
+or journal. The windows are cut from the grid and the block size alone, never from
+``-j``, and partials are merged in plan order: a result is the same bits whatever the
+mode, ``--io`` and ``-j``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+import uuid
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mpraster import budget
+from mpraster.block_reader import BlockReader
+from mpraster.budget import main_gdal_env
+from mpraster.errors import Interrupted, KernelNotFoundError
+from mpraster.inputs import InputInfo, InputSpec, gdal_env, inspect_inputs, network_config
+from mpraster.job import InputsArg, _input_specs
+from mpraster.kernels import importable
+from mpraster.modes import Backend, make_backend
+from mpraster.options import RunOptions
+from mpraster.progress import NullProgress, ProgressSink, make_progress
+from mpraster.reduce_journal import ReductionJournal, reduction_key
+from mpraster.reductions import Reduction
+from mpraster.schedule import StopSignal, schedule
+from mpraster.stats import RunStats
+from mpraster.windows import WindowTask, plan_windows
+from mpraster.worker import WindowResult, WorkerSpec
+
+# Windows a reduction's plan aims for, whatever -j: a plan cut for the worker count would
+# make the partials, and so the last bits of a float sum, depend on -j.
+_REDUCTION_TASKS = 64
+
+
+@dataclass(frozen=True)
+class ReductionJob:
+    """A checked and planned reduction: the inputs, the windows and how to run them."""
+
+    inputs: tuple[InputSpec, ...]
+    infos: tuple[InputInfo, ...]
+    reduction: Reduction
+    mode: str
+    io: str
+    why: str
+    jobs: int
+    prefetch: int
+    block_size: int
+    tasks: tuple[WindowTask, ...]
+    window_timeout: float | None = None
+    gdal_config: dict[str, str] = dataclasses.field(default_factory=dict)
+    # No output tiles: what `mpraster.budget` reads of a map's job.
+    halo = 0
+    bands = 0
+    dtype = np.dtype("uint8")
+
+    @property
+    def in_flight(self) -> int:
+        return self.jobs * self.prefetch
+
+    def window_bytes(self, inputs: bool = True) -> tuple[int, int]:
+        """Bytes of the largest window's values and validity (slot slack included); no output."""
+        if not inputs:
+            return 0, 0
+        pixels = max(int(t.read.height) * int(t.read.width) for t in self.tasks)
+        per_pixel = sum(i.count * (np.dtype(i.dtype).itemsize + 1) for i in self.infos)
+        return per_pixel * pixels + 128 * len(self.infos), 0
+
+    @property
+    def main_cache_bytes(self) -> int:
+        return budget.main_cache_bytes(self)
+
+    @property
+    def worker_cache_bytes(self) -> int:
+        return budget.worker_cache_bytes(self)
+
+
+def plan_reduction(
+    inputs: InputsArg, reduction: Reduction, options: RunOptions | None = None, **changes: Any
+) -> ReductionJob:
+    """Check the inputs (found, rasters, bands, one grid) and plan the windows.
+
+    Takes `RunOptions` (or its fields as keywords); the map's options (``dtype``,
+    ``creation_options``, ``cog`` ...) are ignored.
+
+    Raises
+    ------
+    MprasterError
+        The precise subclass a run would raise for the same inputs and options.
+    """
+    options = RunOptions.of(options, **changes)
+    specs = _input_specs(inputs, options.bidx)
+    mode, io, why = options.placement(reduction)
+    ref = getattr(reduction, "ref", f"{type(reduction).__module__}:{type(reduction).__qualname__}")
+    if mode != "threads" and not importable(ref):
+        raise KernelNotFoundError(
+            f"reduction '{reduction.name}' ({ref}) is defined inside a function or in an "
+            f"interactive session: --mode {mode} workers cannot import it; define it at the "
+            "top level of a module or script, or use --mode threads"
+        )
+    with gdal_env(**options.gdal_config):
+        infos = inspect_inputs(specs)
+    tasks = plan_windows(infos[0].height, infos[0].width, options.block_size, 0, _REDUCTION_TASKS)
+    return ReductionJob(
+        inputs=tuple(specs),
+        infos=tuple(infos),
+        reduction=reduction,
+        mode=mode,
+        io=io,
+        why=why,
+        jobs=options.worker_count,
+        prefetch=options.prefetch,
+        block_size=options.block_size,
+        tasks=tuple(tasks),
+        window_timeout=options.window_timeout,
+        gdal_config=dict(options.gdal_config),
+    )
+
+
+def reduce(
+    inputs: InputsArg,
+    reduction: Reduction,
+    options: RunOptions | None = None,
+    *,
+    progress: ProgressSink | str | None = None,
+    stop: StopSignal | None = None,
+    **changes: Any,
+) -> Any:
+    """Run ``reduction`` over ``inputs`` window by window and return its result.
+
+    Takes the arguments of `mpraster.run` but the output and kernel (see `plan_reduction`).
+    """
+    if isinstance(progress, str):
+        progress = make_progress(progress)
+    job = plan_reduction(inputs, reduction, options, **changes)
+    return execute_reduction(job, progress, stop)[0]
+
+
+def _worker_spec(job: ReductionJob) -> WorkerSpec:
+    return WorkerSpec(
+        run_id=uuid.uuid4().hex[:8],
+        kernel_ref="",
+        params={},
+        inputs=job.inputs,
+        infos=job.infos,
+        fill="nodata",
+        halo=0,
+        dtype="uint8",
+        bands=0,
+        in_process=job.mode in ("processes", "mpi"),
+        gdal_cache_bytes=job.worker_cache_bytes,
+        gdal_config=tuple({**network_config(), **job.gdal_config}.items()),
+        reduction=job.reduction,
+    )
+
+
+def execute_reduction(
+    job: ReductionJob,
+    progress: ProgressSink | None = None,
+    stop: StopSignal | None = None,
+    executor: Executor | None = None,
+    journal: ReductionJournal | None = None,
+) -> tuple[Any, RunStats]:
+    """Run a planned `ReductionJob`; returns its result and the run's figures.
+
+    ``executor`` as for `mpraster.execute` (MPI mode's, left running). With a
+    ``journal``, the pass starts from where it says this reduction got, and records how
+    far it gets (see `mpraster.reduce_journal`).
+
+    Raises
+    ------
+    Interrupted
+        Once ``stop`` is set, after the windows in flight are done; no result.
+    """
+    progress = progress or NullProgress()
+    stats = RunStats(mode=job.mode, io=job.io, jobs=job.jobs, kernel=job.reduction.name)
+    wall_start = time.perf_counter()
+    finished = False
+    reader = backend = None
+    with main_gdal_env(job.main_cache_bytes, job.gdal_config):
+        try:
+            if job.io == "main":
+                reader = BlockReader(job.inputs, job.infos)
+            backend = make_backend(job, _worker_spec(job), executor)
+            partial = _fold(job, backend, reader, progress, stop, stats, journal)
+            finished = True
+        except (Interrupted, KeyboardInterrupt) as err:
+            signum = getattr(err, "signum", signal.SIGINT)
+            then = "run the same command with --resume to finish" if journal else "run it again"
+            raise Interrupted(
+                f"stopped by {signal.Signals(signum).name} after {stats.windows} of "
+                f"{len(job.tasks)} windows; no figures were given: {then}",
+                signum,
+            ) from err
+        finally:
+            if backend is not None:
+                backend.close(finished)
+            if reader is not None:
+                reader.close()
+            progress.close()
+    result = job.reduction.finish(partial)
+    stats.wall_seconds = time.perf_counter() - wall_start
+    progress.finish(stats)
+    return result, stats
+
+
+def _fold(
+    job: ReductionJob,
+    backend: Backend,
+    reader: BlockReader | None,
+    progress: ProgressSink,
+    stop: StopSignal | None,
+    stats: RunStats,
+    journal: ReductionJournal | None = None,
+) -> Any:
+    """Schedule every window (but those the journal has) and merge the partials in plan
+    order; the journal learns how far the merges got."""
+    reduction = job.reduction
+    key = reduction_key(reduction) if journal is not None else ""
+    done, start = (journal and journal.resumed(key)) or (0, reduction.start())
+    folded = [start]
+    stats.windows_resumed += done
+
+    def submit(task: WindowTask) -> Future:
+        if reader is None:
+            return backend.submit(task, None)
+        start = time.perf_counter()
+        arrays = reader.read(task)
+        stats.read_seconds += time.perf_counter() - start
+        stats.bytes_read += sum(a.nbytes for a in arrays)
+        return backend.submit(task, arrays)
+
+    def merge(task: WindowTask, result: WindowResult) -> None:
+        start = time.perf_counter()
+        folded[0] = reduction.merge(folded[0], result.data)
+        if result.slot is not None:
+            backend.release(result)
+        if journal is not None:
+            journal.progress(key, task.index + 1, folded[0])
+        stats.write_seconds += time.perf_counter() - start
+        stats.windows += 1
+        stats.pixels += task.pixels
+        stats.read_seconds += result.read_seconds
+        stats.compute_seconds += result.compute_seconds
+        stats.bytes_read += result.bytes_read
+        progress.advance(1, task.pixels)
+
+    tasks = job.tasks[done:]
+    progress.start(len(tasks), sum(t.pixels for t in tasks))
+    try:
+        schedule(tasks, submit, merge, job.in_flight, stats, stop, job.window_timeout)
+    finally:
+        # After a stop or a failure too: what was merged need not be merged again.
+        if journal is not None and key in journal.passes:
+            journal.save()
+    return folded[0]
