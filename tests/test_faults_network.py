@@ -14,7 +14,7 @@ import rasterio
 from helpers import assert_one_line_error, finish, http_env, run_cli, start_cli, tile_offset
 
 import mpraster
-from mpraster.cli import HARD_STOP_SECONDS
+from mpraster.signals import HARD_STOP_SECONDS
 
 # Generous bounds that only a hang exceeds (the machine may be busy with other jobs).
 HANG_SECONDS = 60
