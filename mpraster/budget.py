@@ -92,6 +92,26 @@ def memory_estimate(job: Job) -> dict[str, int]:
     return {"windows": windows, "gdal_cache": caches, "total": windows + caches}
 
 
+class CacheBudget:
+    """The windows in flight and the GDAL caches of a planned run, for the plans that have
+    ``jobs``, ``prefetch`` and what `reader_cache_bytes` reads (a `Job`, a reduction's)."""
+
+    @property
+    def in_flight(self) -> int:
+        """The most windows held at once (read, computing, or waiting to be written)."""
+        return self.jobs * self.prefetch
+
+    @property
+    def main_cache_bytes(self) -> int:
+        """GDAL block cache of the main process (see `main_cache_bytes`)."""
+        return main_cache_bytes(self)
+
+    @property
+    def worker_cache_bytes(self) -> int:
+        """GDAL block cache of each worker process (processes and MPI modes)."""
+        return worker_cache_bytes(self)
+
+
 def main_gdal_env(
     cache_bytes: int, config: Mapping[str, str] | None = None
 ) -> contextlib.AbstractContextManager:

@@ -13,7 +13,8 @@ import json
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from typing import Any, NoReturn
 
 import click
@@ -296,14 +297,9 @@ def run_command(
     *inputs, output = files
     watch = SignalWatch(stop_grace)
     try:
-        with contextlib.ExitStack() as stack:
-            executor = None
-            if flags["mode"] == "mpi":
-                # Every rank enters MPI mode first, so that no rank waits for one that failed.
-                executor = stack.enter_context(comm_executor())
-                if executor is None:
-                    return  # an MPI worker rank: it served windows until rank 0 was done
-                flags["jobs"] = flags["jobs"] or mpi_worker_count()
+        with _mpi_ranks(flags) as (worker_rank, executor):
+            if worker_rank:
+                return  # an MPI worker rank: it served windows until rank 0 was done
             job = plan_job(inputs, output, kernel_ref, _run_options(**flags))
             if dry_run:
                 click.echo(job.describe())
@@ -322,6 +318,20 @@ def run_command(
         click.echo(f"mpraster: {stats.summary()}", err=True)
     if show_stats:
         click.echo(stats.report(), err=True)
+
+
+@contextlib.contextmanager
+def _mpi_ranks(flags: dict[str, Any]) -> Iterator[tuple[bool, Executor | None]]:
+    """With ``--mode mpi``, enter MPI mode on every rank first, so that no rank waits for
+    one that failed; yields (is this a worker rank, rank 0's executor). ``-j`` defaults to
+    the worker ranks. Without MPI: (False, None)."""
+    if flags["mode"] != "mpi":
+        yield False, None
+        return
+    with comm_executor() as executor:
+        if executor is not None:
+            flags["jobs"] = flags["jobs"] or mpi_worker_count()
+        yield executor is None, executor
 
 
 def _run_options(
@@ -429,13 +439,9 @@ def stats_command(
     """
     watch = SignalWatch(stop_grace)
     try:
-        with contextlib.ExitStack() as stack:
-            executor = None
-            if flags["mode"] == "mpi":
-                executor = stack.enter_context(comm_executor())
-                if executor is None:
-                    return  # an MPI worker rank: it served windows until rank 0 was done
-                flags["jobs"] = flags["jobs"] or mpi_worker_count()
+        with _mpi_ranks(flags) as (worker_rank, executor):
+            if worker_rank:
+                return  # an MPI worker rank: it served windows until rank 0 was done
             request = StatsRequest(
                 histogram=histogram,
                 range=parse_numbers(value_range, "--range") if value_range else None,

@@ -60,7 +60,7 @@ InputsArg = str | os.PathLike | InputSpec | Sequence[str | os.PathLike | InputSp
 
 
 @dataclass(frozen=True)
-class Job:
+class Job(budget.CacheBudget):
     """A checked and planned run: everything decided before any pixel is read."""
 
     inputs: tuple[InputSpec, ...]
@@ -100,21 +100,6 @@ class Job:
         """Tile windows between checkpoints (about ``checkpoint_bytes`` of output)."""
         tile_bytes = self.bands * self.dtype.itemsize * self.block_size**2
         return max(1, self.checkpoint_bytes // tile_bytes)
-
-    @property
-    def in_flight(self) -> int:
-        """The most windows held at once (read, computing, or waiting to be written)."""
-        return self.jobs * self.prefetch
-
-    @property
-    def main_cache_bytes(self) -> int:
-        """GDAL block cache of the main process (see `mpraster.budget`)."""
-        return budget.main_cache_bytes(self)
-
-    @property
-    def worker_cache_bytes(self) -> int:
-        """GDAL block cache of each worker process (processes and MPI modes)."""
-        return budget.worker_cache_bytes(self)
 
     def window_bytes(self, inputs: bool = True) -> tuple[int, int]:
         """Bytes of the largest window's inputs (as read, halo included) and output."""

@@ -52,7 +52,7 @@ _REDUCTION_TASKS = 64
 
 
 @dataclass(frozen=True)
-class ReductionJob:
+class ReductionJob(budget.CacheBudget):
     """A checked and planned reduction: the inputs, the windows and how to run them."""
 
     inputs: tuple[InputSpec, ...]
@@ -72,10 +72,6 @@ class ReductionJob:
     bands = 0
     dtype = np.dtype("uint8")
 
-    @property
-    def in_flight(self) -> int:
-        return self.jobs * self.prefetch
-
     def window_bytes(self, inputs: bool = True) -> tuple[int, int]:
         """Bytes of the largest window's values and validity (slot slack included); no output."""
         if not inputs:
@@ -83,14 +79,6 @@ class ReductionJob:
         pixels = max(int(t.read.height) * int(t.read.width) for t in self.tasks)
         per_pixel = sum(i.count * (np.dtype(i.dtype).itemsize + 1) for i in self.infos)
         return per_pixel * pixels + 128 * len(self.infos), 0
-
-    @property
-    def main_cache_bytes(self) -> int:
-        return budget.main_cache_bytes(self)
-
-    @property
-    def worker_cache_bytes(self) -> int:
-        return budget.worker_cache_bytes(self)
 
 
 def plan_reduction(
