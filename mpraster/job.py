@@ -20,7 +20,7 @@ from rasterio.windows import Window
 
 from mpraster import __version__, budget
 from mpraster.creation_options import check_creation_options, output_profile
-from mpraster.errors import KernelDefinitionError, KernelNotFoundError, OptionError
+from mpraster.errors import KernelDefinitionError, OptionError
 from mpraster.inputs import (
     InputInfo,
     InputSpec,
@@ -28,7 +28,7 @@ from mpraster.inputs import (
     inspect_inputs_and_metadata,
     parse_input,
 )
-from mpraster.kernels import Kernel, as_kernel, importable, representable
+from mpraster.kernels import Kernel, as_kernel, check_importable, representable
 from mpraster.lock import check_not_locked
 from mpraster.metadata import (
     InputMetadata,
@@ -179,17 +179,12 @@ def plan_job(
     """
     options = RunOptions.of(options, **changes)
     check_output_format(output)
-    specs = _input_specs(inputs, options.bidx)
+    specs = input_specs(inputs, options.bidx)
     kernel = as_kernel(kernel)
     params = _kernel_params(kernel, options)
     jobs = options.worker_count
     mode, io, why = options.placement(kernel)
-    if mode != "threads" and not importable(kernel.ref):
-        raise KernelNotFoundError(
-            f"kernel '{kernel.name}' ({kernel.ref}) is a lambda, defined inside a function or "
-            f"in an interactive session: --mode {mode} workers cannot import it; define it "
-            "at the top level of a module or script, or use --mode threads"
-        )
+    check_importable("kernel", kernel.name, kernel.ref, mode)
     with gdal_env(**options.gdal_config):
         infos, metadata = inspect_inputs_and_metadata(specs)
     out = _output_spec(kernel, specs, infos, metadata, params, options, jobs)
@@ -232,7 +227,8 @@ def plan_job(
     return dataclasses.replace(job, resume_from=found)
 
 
-def _input_specs(inputs: InputsArg, bidx: str | None) -> list[InputSpec]:
+def input_specs(inputs: InputsArg, bidx: str | None) -> list[InputSpec]:
+    """The inputs as given to `plan_job` (one or several; ``PATH:BANDS``), parsed."""
     if isinstance(inputs, (str, os.PathLike, InputSpec)):
         inputs = [inputs]
     specs = [parse_input(value, bidx) for value in inputs]

@@ -504,6 +504,17 @@ def importable(ref: str) -> bool:
     return "<" not in ref
 
 
+def check_importable(what: str, name: str, ref: str, mode: str) -> None:
+    """Raise `KernelNotFoundError` if ``mode`` runs in other processes and they cannot
+    import ``ref`` (see `importable`); ``what`` names it: "kernel" or "reduction"."""
+    if mode != "threads" and not importable(ref):
+        raise KernelNotFoundError(
+            f"{what} '{name}' ({ref}) is a lambda, defined inside a function or in an "
+            f"interactive session: --mode {mode} workers cannot import it; define it at the "
+            "top level of a module or script, or use --mode threads"
+        )
+
+
 def load_kernel(ref: str) -> Kernel:
     """Find a kernel by built-in or plugin name, ``module:function`` or ``file.py:function``.
 

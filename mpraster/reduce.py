@@ -32,10 +32,10 @@ import numpy as np
 from mpraster import budget
 from mpraster.block_reader import BlockReader
 from mpraster.budget import main_gdal_env
-from mpraster.errors import Interrupted, KernelNotFoundError
+from mpraster.errors import Interrupted
 from mpraster.inputs import InputInfo, InputSpec, gdal_env, inspect_inputs, network_config
-from mpraster.job import InputsArg, _input_specs
-from mpraster.kernels import importable
+from mpraster.job import InputsArg, input_specs
+from mpraster.kernels import check_importable
 from mpraster.modes import Backend, make_backend
 from mpraster.options import RunOptions
 from mpraster.progress import NullProgress, ProgressSink, make_progress
@@ -95,15 +95,10 @@ def plan_reduction(
         The precise subclass a run would raise for the same inputs and options.
     """
     options = RunOptions.of(options, **changes)
-    specs = _input_specs(inputs, options.bidx)
+    specs = input_specs(inputs, options.bidx)
     mode, io, why = options.placement(reduction)
     ref = getattr(reduction, "ref", f"{type(reduction).__module__}:{type(reduction).__qualname__}")
-    if mode != "threads" and not importable(ref):
-        raise KernelNotFoundError(
-            f"reduction '{reduction.name}' ({ref}) is defined inside a function or in an "
-            f"interactive session: --mode {mode} workers cannot import it; define it at the "
-            "top level of a module or script, or use --mode threads"
-        )
+    check_importable("reduction", reduction.name, ref, mode)
     with gdal_env(**options.gdal_config):
         infos = inspect_inputs(specs)
     tasks = plan_windows(infos[0].height, infos[0].width, options.block_size, 0, _REDUCTION_TASKS)

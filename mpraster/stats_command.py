@@ -23,7 +23,7 @@ import numpy as np
 
 from mpraster.errors import EmptyHistogramError, OptionError, ZonesTypeError
 from mpraster.inputs import parse_input
-from mpraster.job import InputsArg, _input_specs
+from mpraster.job import InputsArg, input_specs
 from mpraster.options import RunOptions
 from mpraster.percentiles import (
     GATHER_LIMIT,
@@ -120,7 +120,7 @@ def compute_stats(
     """
     request = request or StatsRequest()
     options = RunOptions.of(options, **changes)
-    specs = _input_specs(inputs, options.bidx)
+    specs = input_specs(inputs, options.bidx)
     if request.zones is not None:
         specs.append(parse_input(request.zones))
     job = plan_reduction(specs, Reduction(), options)
