@@ -62,8 +62,7 @@ def main_cache_bytes(job: Job) -> int:
     process: its own (``--io main``), or each thread's handles (threads with
     ``--io workers``; GDAL caches blocks per handle).
     """
-    tile = job.bands * job.dtype.itemsize * job.block_size**2
-    budget = 2 * job.in_flight * tile
+    budget = 2 * job.in_flight * job.tile_bytes
     if job.io == "main":
         budget += reader_cache_bytes(job)
     elif job.mode == "threads":

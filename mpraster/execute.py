@@ -22,6 +22,7 @@ result in plan order, so the output is the same bytes whatever the mode, ``io`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -45,7 +46,7 @@ from mpraster.resume import ResumeSource, check_previous_run_unchanged
 from mpraster.schedule import StopSignal, schedule
 from mpraster.stats import RunStats
 from mpraster.windows import WindowTask
-from mpraster.worker import WindowResult, WorkerSpec
+from mpraster.worker import WindowResult, WorkerOutput, WorkerSpec
 
 
 def run(
@@ -130,8 +131,13 @@ def execute(
     OutputLockedError
         At once, if another run is writing the same output; nothing of it is touched.
     """
-    with OutputLock(job.output), main_gdal_env(job.main_cache_bytes, job.gdal_config):
-        check_previous_run_unchanged(job.output, job.resume_from, job.overwrite)
+    with contextlib.ExitStack() as held:
+        # In one order (sorted paths), so two runs sharing outputs never wait on each other.
+        for path in sorted(out.path for out in job.outputs):
+            held.enter_context(OutputLock(path))
+        held.enter_context(main_gdal_env(job.main_cache_bytes, job.gdal_config))
+        for out in job.outputs:
+            check_previous_run_unchanged(out.path, out.resume_from, job.overwrite)
         return _run_pipeline(job, progress or NullProgress(), stop, executor)
 
 
@@ -145,15 +151,15 @@ def _worker_spec(job: Job) -> WorkerSpec:
         infos=job.infos,
         fill=job.kernel.fill,
         halo=job.halo,
-        dtype=job.dtype.name,
-        bands=job.bands,
+        outputs=tuple(
+            WorkerOutput(out.name, out.dtype.name, out.bands, out.validity) for out in job.outputs
+        ),
         in_process=in_process,
         gdal_cache_bytes=job.worker_cache_bytes,
         # What GDAL is told in the main process, for worker processes and MPI ranks.
         gdal_config=tuple({**network_config(), **job.gdal_config}.items()),
         # Threads get the kernel itself; other processes import it by its ref.
         kernel=None if in_process else job.kernel,
-        validity=job.validity,
     )
 
 
@@ -169,16 +175,21 @@ def _run_pipeline(
         compression=str(job.profile.get("compress") or "").upper(),
     )
     finished = False
-    resumed = reader = backend = None
+    resumed: list[ResumeSource] = []
+    reader = backend = None
     try:
-        if job.resume_from is not None:
-            resumed = ResumeSource.take(
-                job.output, job.resume_from, job.tiles, job.validity.writes_mask
-            )
+        for out in job.outputs:
+            if out.resume_from is not None:
+                resumed.append(
+                    ResumeSource.take(
+                        out.path, out.resume_from, job.tiles, out.validity.writes_mask
+                    )
+                )
         if job.io == "main":
             reader = WindowReader(job.inputs, job.infos, job.kernel.fill)
         backend = make_backend(job, _worker_spec(job), executor)
-        _write_output(job, _Feeder(backend, reader, resumed, stats), progress, stop, stats)
+        feeder = _Feeder(backend, reader, resumed if len(resumed) == len(job.outputs) else [], stats)
+        _write_outputs(job, feeder, progress, stop, stats)
         finished = True
     except KeyboardInterrupt as err:
         raise Interrupted(
@@ -191,8 +202,8 @@ def _run_pipeline(
             backend.close(finished)
         if reader is not None:
             reader.close()
-        if resumed is not None:
-            resumed.close()
+        for source in resumed:
+            source.close()
         progress.close()
     stats.wall_seconds = time.perf_counter() - wall_start
     progress.finish(stats)
@@ -200,15 +211,15 @@ def _run_pipeline(
 
 
 class _Feeder:
-    """Where each window's result comes from: the interrupted run's partial (journaled
-    windows), or the back end, given the arrays the main process read (``--io main``) or
-    none (the worker reads)."""
+    """Where each window's results come from: the interrupted run's partials (windows
+    journaled in every output), or the back end, given the arrays the main process read
+    (``--io main``) or none (the worker reads)."""
 
     def __init__(
         self,
         backend: Backend,
         reader: WindowReader | None,
-        resumed: ResumeSource | None,
+        resumed: list[ResumeSource],
         stats: RunStats,
     ) -> None:
         self.backend = backend
@@ -218,10 +229,12 @@ class _Feeder:
 
     def submit(self, task: WindowTask) -> Future:
         start = time.perf_counter()
-        if self.resumed is not None and self.resumed.has(task):
+        if self.resumed and all(source.has(task) for source in self.resumed):
             future: Future = Future()
-            data, mask = self.resumed.read(task)
-            future.set_result(WindowResult(task.index, data, 0.0, 0.0, 0, mask=mask))
+            parts = [source.read(task) for source in self.resumed]
+            data = tuple(part[0] for part in parts)
+            masks = tuple(part[1] for part in parts)
+            future.set_result(WindowResult(task.index, data, 0.0, 0.0, 0, mask=masks))
             self.stats.read_seconds += time.perf_counter() - start
             self.stats.windows_resumed += 1
             return future
@@ -233,39 +246,47 @@ class _Feeder:
         return self.backend.submit(task, arrays)
 
 
-def _write_output(
+def _write_outputs(
     job: Job, feeder: _Feeder, progress: ProgressSink, stop: StopSignal | None, stats: RunStats
 ) -> None:
-    """Schedule every window and write the results in plan order, then commit the output.
+    """Schedule every window and write the results in plan order, each output by its own
+    writer; then finish every output, and only then move them into place.
 
     After a stop, what was written is made durable and journaled for ``--resume``.
     """
-    checkpoints = Checkpoints(job.fingerprint, len(job.tiles), job.checkpoint_every)
-    with OutputWriter(
-        job.output,
-        job.profile,
-        job.overwrite,
-        job.cog,
-        checkpoints,
-        job.tags,
-        job.metadata,
-        job.validity.writes_mask,
-    ) as writer:
-        assembly = TileAssembly(writer, job.dtype, job.bands)
+    with contextlib.ExitStack() as writers_open:
+        assemblies = []
+        writers = []
+        for out in job.outputs:
+            checkpoints = Checkpoints(out.fingerprint, len(job.tiles), job.checkpoint_every(out))
+            writer = OutputWriter(
+                out.path,
+                out.profile,
+                job.overwrite,
+                job.cog,
+                checkpoints,
+                out.tags,
+                out.metadata,
+                out.validity.writes_mask,
+            )
+            writers.append(writers_open.enter_context(writer))
+            assemblies.append(TileAssembly(writer, out.dtype, out.bands))
 
         def write(task: WindowTask, result: WindowResult) -> None:
             start = time.perf_counter()
-            data, mask = result.data, result.mask
             if result.slot is not None:
-                data = feeder.backend.result_array(result)
-                mask = feeder.backend.result_mask(result)
-            assembly.add(task, data, result.checksum, mask)
+                parts = feeder.backend.result_arrays(result)
+            else:  # a thread's, an MPI rank's, or one taken from an interrupted run
+                parts = result.parts()
+            known = result.checksum or (None,) * len(parts)
+            for assembly, (data, mask), checked in zip(assemblies, parts, known, strict=True):
+                assembly.add(task, data, checked, mask)
+                stats.bytes_written += data.nbytes
             if result.slot is not None:
                 feeder.backend.release(result)
             stats.write_seconds += time.perf_counter() - start
             stats.windows += 1
             stats.pixels += task.pixels
-            stats.bytes_written += data.nbytes
             stats.read_seconds += result.read_seconds
             stats.compute_seconds += result.compute_seconds
             stats.bytes_read += result.bytes_read
@@ -277,8 +298,14 @@ def _write_output(
                 job.tasks, feeder.submit, write, job.in_flight, stats, stop, job.window_timeout
             )
         except (Interrupted, KeyboardInterrupt):
-            writer.stop()
+            for writer in writers:
+                writer.stop()
             raise
         start = time.perf_counter()
-        writer.commit()
+        # Every output finished and checked before any is moved into place: a full disk
+        # on the last one leaves none of them at its target.
+        for writer in writers:
+            writer.finish()
+        for writer in writers:
+            writer.place()
         stats.write_seconds += time.perf_counter() - start

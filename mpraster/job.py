@@ -28,6 +28,7 @@ from mpraster.inputs import (
     inspect_inputs_and_metadata,
     parse_input,
 )
+from mpraster.kernel_params import closest, did_you_mean, name_key
 from mpraster.kernels import Kernel, as_kernel, check_importable, representable
 from mpraster.lock import check_not_locked
 from mpraster.metadata import (
@@ -60,11 +61,27 @@ InputsArg = str | os.PathLike | InputSpec | Sequence[str | os.PathLike | InputSp
 
 
 @dataclass(frozen=True)
+class OutputPlan:
+    """One file a job writes: the kernel's output ``name`` (None for a kernel with one
+    output), and its type, bands, GDAL profile, validity, metadata and journal."""
+
+    path: str
+    name: str | None
+    dtype: np.dtype
+    bands: int
+    profile: Mapping[str, Any]
+    validity: OutputValidity = dataclasses.field(default_factory=OutputValidity)
+    metadata: OutputMetadata = dataclasses.field(default_factory=OutputMetadata)
+    fingerprint: str = ""
+    resume_from: JournalState | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Job(budget.CacheBudget):
     """A checked and planned run: everything decided before any pixel is read."""
 
     inputs: tuple[InputSpec, ...]
-    output: str
     kernel: Kernel
     params: Mapping[str, Any]
     mode: str
@@ -75,31 +92,38 @@ class Job(budget.CacheBudget):
     block_size: int
     halo: int
     infos: tuple[InputInfo, ...]
-    dtype: np.dtype
-    bands: int
-    profile: Mapping[str, Any]
+    outputs: tuple[OutputPlan, ...]
     tasks: tuple[WindowTask, ...]
     overwrite: bool
     cog: CogOptions | None = None
-    fingerprint: str = ""
-    resume_from: JournalState | None = None
     checkpoint_bytes: int = int(CHECKPOINT_MB * 2**20)
-    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     window_timeout: float | None = None
     gdal_config: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    validity: OutputValidity = dataclasses.field(default_factory=OutputValidity)
-    metadata: OutputMetadata = dataclasses.field(default_factory=OutputMetadata)
+
+    # The first output's, for a job with one (most jobs, and the library's callers).
+    output = property(lambda self: self.outputs[0].path, doc="The first output's path.")
+    dtype = property(lambda self: self.outputs[0].dtype, doc="The first output's type.")
+    bands = property(lambda self: self.outputs[0].bands, doc="The first output's bands.")
+    profile = property(lambda self: self.outputs[0].profile, doc="The first output's profile.")
+    validity = property(lambda self: self.outputs[0].validity, doc="The first output's.")
+    metadata = property(lambda self: self.outputs[0].metadata, doc="The first output's.")
+    resume_from = property(lambda self: self.outputs[0].resume_from, doc="The first output's.")
 
     @property
     def tiles(self) -> list[Window]:
         """The tile windows the writer writes, in plan order."""
         return tile_windows(self.tasks)
 
-    @property
-    def checkpoint_every(self) -> int:
-        """Tile windows between checkpoints (about ``checkpoint_bytes`` of output)."""
-        tile_bytes = self.bands * self.dtype.itemsize * self.block_size**2
+    def checkpoint_every(self, output: OutputPlan) -> int:
+        """Tile windows between checkpoints of ``output`` (about ``checkpoint_bytes`` of
+        it): where a single-output run of it would put them, so its bytes are the same."""
+        tile_bytes = output.bands * output.dtype.itemsize * self.block_size**2
         return max(1, self.checkpoint_bytes // tile_bytes)
+
+    @property
+    def tile_bytes(self) -> int:
+        """Bytes of one whole tile window of every output."""
+        return sum(o.bands * o.dtype.itemsize for o in self.outputs) * self.block_size**2
 
     def window_bytes(self, inputs: bool = True) -> tuple[int, int]:
         """Bytes of the largest window's inputs (as read, halo included) and output."""
@@ -111,9 +135,13 @@ class Job(budget.CacheBudget):
         per_pixel += masks
         # Each array is aligned in a slot; a little slack per array covers it.
         window_in = (per_pixel * read_pixels + 64 * (len(self.infos) + masks)) if inputs else 0
-        window_out = self.bands * self.dtype.itemsize * max(t.pixels for t in self.tasks)
-        if self.validity.writes_mask:
-            window_out += max(t.pixels for t in self.tasks) + 64
+        pixels = max(t.pixels for t in self.tasks)
+        window_out = 0
+        for out in self.outputs:
+            # Each output's array is aligned in a slot, after the one before.
+            window_out += out.bands * out.dtype.itemsize * pixels + 64
+            if out.validity.writes_mask:
+                window_out += pixels + 64
         return window_in, window_out
 
     def memory_estimate(self) -> dict[str, int]:
@@ -134,9 +162,6 @@ class Job(budget.CacheBudget):
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items()) or "none"
         tiles = len({(t.tile.row_off, t.tile.col_off) for t in self.tasks})
         memory = self.memory_estimate()
-        profile = ", ".join(
-            f"{k}={v}" for k, v in self.profile.items() if k not in ("crs", "transform")
-        )
         lines += [
             f"kernel: {self.kernel.name} ({params}); halo {self.halo}, "
             f"{'releases' if self.kernel.releases_gil else 'holds'} the GIL",
@@ -147,10 +172,17 @@ class Job(budget.CacheBudget):
             f"memory estimate: {memory['total'] / 2**20:.0f} MiB of pixel data at the peak "
             f"({memory['windows'] / 2**20:.1f} MiB windows in flight + GDAL caches capped at "
             f"{memory['gdal_cache'] / 2**20:.0f} MiB), plus ~70 MiB per process",
-            f"output: {self.output} ({'COG, ' if self.cog else ''}{profile})",
-            f"validity: {self.validity.describe()}; georeferenced by "
-            f"{self.metadata.georeferencing.kind}",
         ]
+        for out in self.outputs:
+            profile = ", ".join(
+                f"{k}={v}" for k, v in out.profile.items() if k not in ("crs", "transform")
+            )
+            name = f" [{out.name}]" if out.name else ""
+            lines += [
+                f"output{name}: {out.path} ({'COG, ' if self.cog else ''}{profile})",
+                f"  validity: {out.validity.describe()}; georeferenced by "
+                f"{out.metadata.georeferencing.kind}",
+            ]
         return "\n".join(lines)
 
 
@@ -167,7 +199,7 @@ class _OutputSpec:
 
 def plan_job(
     inputs: InputsArg,
-    output: str | os.PathLike,
+    output: str | os.PathLike | Mapping[str, str | os.PathLike],
     kernel: str | Kernel | Callable[..., Any],
     options: RunOptions | None = None,
     **changes: Any,
@@ -176,25 +208,41 @@ def plan_job(
 
     Takes the arguments of `mpraster.run` (a `RunOptions`, or its fields as keywords; not
     ``progress`` or ``stop``) and raises the same errors a real run would raise for them.
+    ``output`` is a path, or for a kernel with several outputs a mapping from output name
+    to path (the outputs to write).
     """
     options = RunOptions.of(options, **changes)
-    check_output_format(output)
+    for path in output.values() if isinstance(output, Mapping) else [output]:
+        check_output_format(path)
     specs = input_specs(inputs, options.bidx)
     kernel = as_kernel(kernel)
+    targets = output_targets(kernel, output)
     params = _kernel_params(kernel, options)
     jobs = options.worker_count
     mode, io, why = options.placement(kernel)
     check_importable("kernel", kernel.name, kernel.ref, mode)
     with gdal_env(**options.gdal_config):
         infos, metadata = inspect_inputs_and_metadata(specs)
-    out = _output_spec(kernel, specs, infos, metadata, params, options, jobs)
+    names = [str(spec) for spec in specs]
+    kernel.check_inputs([i.count for i in infos], names)
+    kernel.check_dtypes([i.dtype for i in infos], names)
+    outputs = []
+    for name, path in targets.items():
+        view = kernel if name is None else kernel.for_output(name)
+        out = _output_spec(view, infos, metadata, params, options, jobs)
+        print_ = _fingerprint(specs, infos, kernel, params, out, options, name, targets)
+        outputs.append(
+            OutputPlan(
+                os.fspath(path), name, out.dtype, out.bands, out.profile, out.validity,
+                out.metadata, print_,
+            )
+        )  # fmt: skip
     halo = kernel.halo(params)
     tasks = plan_windows(
         infos[0].height, infos[0].width, options.block_size, halo, _TASKS_PER_WORKER * jobs
     )
     job = Job(
         inputs=tuple(specs),
-        output=os.fspath(output),
         kernel=kernel,
         params=params,
         mode=mode,
@@ -205,26 +253,75 @@ def plan_job(
         block_size=options.block_size,
         halo=halo,
         infos=tuple(infos),
-        dtype=out.dtype,
-        bands=out.bands,
-        profile=out.profile,
+        outputs=tuple(outputs),
         tasks=tuple(tasks),
         overwrite=options.overwrite,
         cog=options.cog,
-        fingerprint=_fingerprint(specs, infos, kernel, params, out, options),
         checkpoint_bytes=int(options.checkpoint_mb * 2**20),
         window_timeout=options.window_timeout,
         gdal_config=dict(options.gdal_config),
-        validity=out.validity,
-        metadata=out.metadata,
     )
     if options.shard is not None:
         job = _shard(job, options)
     # Before looking at leftovers: a running run's partial is not an interrupted one.
-    check_not_locked(job.output)
-    check_output(job.output, options.overwrite)
-    found = previous_run(job.output, job.fingerprint, options.resume, options.overwrite)
-    return dataclasses.replace(job, resume_from=found)
+    for out in job.outputs:
+        check_not_locked(out.path)
+    for out in job.outputs:
+        check_output(out.path, options.overwrite)
+    found = [
+        previous_run(out.path, out.fingerprint, options.resume, options.overwrite)
+        for out in job.outputs
+    ]
+    return _with_outputs(
+        job, [dataclasses.replace(o, resume_from=f) for o, f in zip(job.outputs, found, strict=True)]
+    )
+
+
+def _with_outputs(job: Job, outputs: Sequence[OutputPlan], **changes: Any) -> Job:
+    return dataclasses.replace(job, outputs=tuple(outputs), **changes)
+
+
+def output_targets(
+    kernel: Kernel, output: str | os.PathLike | Mapping[str, str | os.PathLike]
+) -> dict[str | None, str]:
+    """The files to write, by the kernel's output name (None for a kernel with one output).
+
+    Raises
+    ------
+    OptionError
+        If ``output`` does not suit the kernel: one path for a kernel with several outputs,
+        names for one with one, an unknown name, none, or one path given twice.
+    """
+    declared = kernel.outputs
+    if not isinstance(output, Mapping):
+        if declared:
+            raise OptionError(
+                f"kernel '{kernel.name}' makes several outputs ({', '.join(declared)}): name "
+                f"the ones to write with -o NAME=FILE, e.g. -o {declared[0]}={declared[0]}.tif"
+            )
+        return {None: os.fspath(output)}
+    if not declared:
+        raise OptionError(
+            f"kernel '{kernel.name}' makes one output: give its file as the last argument, "
+            "without -o NAME="
+        )
+    if not output:
+        raise OptionError(f"no output named; kernel '{kernel.name}' makes {', '.join(declared)}")
+    targets: dict[str | None, str] = {}
+    for name, path in output.items():
+        found = next((d for d in declared if name_key(d) == name_key(name)), None)
+        if found is None:
+            raise OptionError(
+                f"kernel '{kernel.name}' has no output '{name}'"
+                f"{did_you_mean(closest(name, declared))}; its outputs: {', '.join(declared)}"
+            )
+        targets[found] = os.fspath(path)
+    paths = [os.path.abspath(p) for p in targets.values()]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    if twice:
+        raise OptionError(f"two outputs would be written to {twice[0]}; give each its own file")
+    # Declared order: the order the files are written and reported in, whatever was typed.
+    return {d: targets[d] for d in declared if d in targets}
 
 
 def input_specs(inputs: InputsArg, bidx: str | None) -> list[InputSpec]:
@@ -252,17 +349,14 @@ def _kernel_params(kernel: Kernel, options: RunOptions) -> dict[str, Any]:
 
 def _output_spec(
     kernel: Kernel,
-    specs: Sequence[InputSpec],
     infos: Sequence[InputInfo],
     metadata: Sequence[InputMetadata],
     params: Mapping[str, Any],
     options: RunOptions,
     jobs: int,
 ) -> _OutputSpec:
-    """Check the inputs against the kernel and decide the output; see `_OutputSpec`."""
-    names = [str(spec) for spec in specs]
-    kernel.check_inputs([i.count for i in infos], names)
-    kernel.check_dtypes([i.dtype for i in infos], names)
+    """Decide the output of ``kernel`` (for a kernel with several, the view of one of
+    them: `Kernel.for_output`); see `_OutputSpec`."""
     dtype = kernel.output_dtype([i.dtype for i in infos], params)
     bands = kernel.output_bands([i.count for i in infos], params)
     if options.nodata is not None and not representable(options.nodata, dtype):
@@ -330,52 +424,65 @@ def _fingerprint(
     params: Mapping[str, Any],
     out: _OutputSpec,
     options: RunOptions,
+    name: str | None = None,
+    targets: Mapping[str | None, str] | None = None,
 ) -> str:
-    """What makes two runs the same job, for the journal (see `mpraster.resume`)."""
-    return fingerprint(
-        {
-            "inputs": [
-                {**input_identity(s.path), "bands": i.bands}
-                for s, i in zip(specs, infos, strict=True)
-            ],
-            "kernel": [kernel.name, kernel.ref],
-            "params": params,
-            "profile": {k: v for k, v in out.profile.items() if k != "num_threads"},
-            "validity": dataclasses.asdict(out.validity),
-            "metadata": out.metadata.to_json(),
-            "block": options.block_size,
-            "cog": options.cog,
-            # Where checkpoints fall shapes a compressed file's layout.
-            "checkpoint_mb": options.checkpoint_mb,
-            "version": __version__,
-        }
-    )
+    """What makes two runs the same job, for an output's journal (see `mpraster.resume`).
+
+    An output of a kernel with several is journaled with the others written beside it:
+    a run resumes them together, or not at all.
+    """
+    description = {
+        "inputs": [
+            {**input_identity(s.path), "bands": i.bands} for s, i in zip(specs, infos, strict=True)
+        ],
+        "kernel": [kernel.name, kernel.ref],
+        "params": params,
+        "profile": {k: v for k, v in out.profile.items() if k != "num_threads"},
+        "validity": dataclasses.asdict(out.validity),
+        "metadata": out.metadata.to_json(),
+        "block": options.block_size,
+        "cog": options.cog,
+        # Where checkpoints fall shapes a compressed file's layout.
+        "checkpoint_mb": options.checkpoint_mb,
+        "version": __version__,
+    }
+    if name is not None:
+        together = {n: os.path.abspath(p) for n, p in (targets or {}).items()}
+        description["outputs"] = {"this": name, "together": together}
+    return fingerprint(description)
 
 
 def _shard(job: Job, options: RunOptions) -> Job:
-    """Narrow ``job`` to its shard: a job of its own, writing its share of the tiles to a
-    file of its own, tagged so that `mpraster.merge.merge_shards` can check and assemble."""
+    """Narrow ``job`` to its shard: a job of its own, writing its share of the tiles of
+    each output to a file of its own, tagged so that `mpraster.merge.merge_shards` can
+    check and assemble each output's shards."""
     index, count = options.shard
     shard_tiles = shard_range(len(job.tiles), index, count)
-    plan = {
-        "creation_options": dict(options.creation_options),
-        "block_size": options.block_size,
-        "checkpoint_mb": options.checkpoint_mb,
-        "cog": options.cog and dataclasses.asdict(options.cog),
-        "metadata": job.metadata.to_json(),
-        "mask": job.validity.writes_mask,
-    }
-    tags = {
-        "MPRASTER_JOB": job.fingerprint,
-        "MPRASTER_SHARD": f"{index}/{count}",
-        "MPRASTER_PLAN": json.dumps(plan),
-    }
-    return dataclasses.replace(
-        job,
-        tasks=tuple(tasks_of_tiles(job.tasks, shard_tiles)),
-        profile={**job.profile, "sparse_ok": "TRUE"},
-        output=shard_path(job.output, index, count),
-        fingerprint=fingerprint({"job": job.fingerprint, "shard": [index, count]}),
-        tags=tags,
-        cog=None,
+    outputs = []
+    for out in job.outputs:
+        plan = {
+            "creation_options": dict(options.creation_options),
+            "block_size": options.block_size,
+            "checkpoint_mb": options.checkpoint_mb,
+            "cog": options.cog and dataclasses.asdict(options.cog),
+            "metadata": out.metadata.to_json(),
+            "mask": out.validity.writes_mask,
+        }
+        tags = {
+            "MPRASTER_JOB": out.fingerprint,
+            "MPRASTER_SHARD": f"{index}/{count}",
+            "MPRASTER_PLAN": json.dumps(plan),
+        }
+        outputs.append(
+            dataclasses.replace(
+                out,
+                profile={**out.profile, "sparse_ok": "TRUE"},
+                path=shard_path(out.path, index, count),
+                fingerprint=fingerprint({"job": out.fingerprint, "shard": [index, count]}),
+                tags=tags,
+            )
+        )
+    return _with_outputs(
+        job, outputs, tasks=tuple(tasks_of_tiles(job.tasks, shard_tiles)), cog=None
     )

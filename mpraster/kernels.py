@@ -9,6 +9,7 @@ strings and are converted and checked here, before any work starts.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -26,6 +27,7 @@ from mpraster.errors import (
     KernelInputError,
     KernelNotFoundError,
 )
+from mpraster.kernel_outputs import Output, check_outputs
 from mpraster.kernel_params import (
     Param,
     arguments_of,
@@ -60,6 +62,7 @@ class KernelSpec:
     bands_from: str | Sequence[Any] | Callable[..., Sequence[Any]] | None = None
     band_meta: Any = None
     valid: str = "all"
+    outputs: tuple[Output, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,26 @@ class Kernel:
     @property
     def fill(self) -> str:
         return self.spec.fill
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The names of its outputs, when it declares several (else empty)."""
+        return tuple(o.name for o in self.spec.outputs)
+
+    def for_output(self, name: str) -> Kernel:
+        """The kernel as a run of its output ``name`` alone sees it: that output's type,
+        bands, nodata and band metadata, named ``KERNEL.OUTPUT`` in messages."""
+        declared = next(o for o in self.spec.outputs if o.name == name)
+        spec = dataclasses.replace(
+            self.spec,
+            dtype=declared.dtype,
+            bands=declared.bands,
+            nodata=declared.nodata,
+            bands_from=declared.bands_from,
+            band_meta=declared.band_meta,
+            outputs=(),
+        )
+        return dataclasses.replace(self, name=f"{self.name}.{name}", spec=spec)
 
     @property
     def doc(self) -> str:
@@ -277,6 +300,7 @@ def kernel(
     bands_from: str | Sequence[Any] | Callable[..., Sequence[Any]] | None = None,
     band_meta: Any = None,
     valid: str = "all",
+    outputs: Sequence[Output] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as an mpraster kernel; the function itself is returned unchanged.
 
@@ -328,6 +352,12 @@ def kernel(
         Where the output is valid when the inputs have masks: where all inputs are valid
         at the pixel (for a halo kernel: the centre pixel), where any is, or where the
         kernel says, returning ``(array, valid)`` (``valid``: bool, the array's rows, cols).
+    outputs : sequence of `mpraster.Output`, optional
+        Several outputs from one read, each with its own name, ``dtype``, ``bands``,
+        ``nodata``, ``bands_from`` and ``band_meta`` (those given here are then unused).
+        The kernel returns a mapping from output name to array (each as above; with
+        ``valid="kernel"``, each an ``(array, valid)`` pair), or a tuple in this order.
+        A run writes the ones it is asked for, each to its own file (``-o NAME=FILE``).
     """
     if fill not in ("edge", "nodata"):
         raise ValueError(f"fill must be 'edge' or 'nodata', got {fill!r}")
@@ -349,6 +379,7 @@ def kernel(
         bands_from=bands_from,
         band_meta=band_meta,
         valid=valid,
+        outputs=check_outputs(outputs),
     )
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:

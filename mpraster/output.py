@@ -272,6 +272,8 @@ class OutputWriter:
         self._checksums: list[int] = []
         # Kept for --resume: after `stop`, or when the finished file could not be renamed.
         self._stopped = False
+        self._finished = self.path
+        self._placed = False
         self._gdal = contextlib.ExitStack()
 
     def __enter__(self) -> OutputWriter:
@@ -387,20 +389,20 @@ class OutputWriter:
 
     def commit(self) -> None:
         """Close the output, check it, and move it to the target (replacing one only with
-        overwrite).
+        overwrite): `finish`, then `place`."""
+        self.finish()
+        self.place()
+
+    def finish(self) -> None:
+        """Close the output and check it: it is complete, journaled, ready to `place`.
 
         Raises
         ------
         OutputWriteError
             If GDAL fails to finish the file, or the finished file misses a tile.
-        OutputExistsError
-            If an output appeared at the target meanwhile and ``overwrite`` is false.
-        OutputPathError
-            If the finished file cannot be renamed into place; with a journal, it is kept
-            for ``--resume``.
         """
         dst, self._dst = self._dst, None
-        finished = self._final_path if self.copy_at_end else self.path
+        self._finished = self._final_path if self.copy_at_end else self.path
         try:
             with self._writing():
                 dst.close()
@@ -411,22 +413,37 @@ class OutputWriter:
                     self._checksums = []
                 if self.copy_at_end:
                     copy_final(self.path, self._final_path, self.profile, self.cog)
-            problem = find_missing_tile(finished, sparse=_is_true(self.profile.get("sparse_ok")))
+            problem = find_missing_tile(
+                self._finished, sparse=_is_true(self.profile.get("sparse_ok"))
+            )
             if problem:
                 raise self._failed(problem)
         except OutputWriteError:
             self._remove_partial()
             raise
+
+    def place(self) -> None:
+        """Move the `finish`ed output to the target.
+
+        Raises
+        ------
+        OutputExistsError
+            If an output appeared at the target meanwhile and ``overwrite`` is false.
+        OutputPathError
+            If the finished file cannot be renamed into place; with a journal, it is kept
+            for ``--resume``.
+        """
         if os.path.lexists(self.target) and not self.overwrite:
             self._remove_partial()
             raise OutputExistsError(
                 f"output appeared while running: {self.target}; pass --overwrite to replace it"
             )
         try:
-            os.replace(finished, self.target)
+            os.replace(self._finished, self.target)
         except OSError as err:
             raise self._rename_failed(err) from err
         self._remove_partial()
+        self._placed = True
 
     def _rename_failed(self, err: OSError) -> OutputPathError:
         folder = os.path.dirname(os.path.abspath(self.target))

@@ -69,8 +69,7 @@ class ReductionJob(budget.CacheBudget):
     gdal_config: dict[str, str] = dataclasses.field(default_factory=dict)
     # No output tiles: what `mpraster.budget` reads of a map's job.
     halo = 0
-    bands = 0
-    dtype = np.dtype("uint8")
+    tile_bytes = 0
 
     def window_bytes(self, inputs: bool = True) -> tuple[int, int]:
         """Bytes of the largest window's values and validity (slot slack included); no output."""
@@ -146,8 +145,6 @@ def _worker_spec(job: ReductionJob) -> WorkerSpec:
         infos=job.infos,
         fill="nodata",
         halo=0,
-        dtype="uint8",
-        bands=0,
         in_process=job.mode in ("processes", "mpi"),
         gdal_cache_bytes=job.worker_cache_bytes,
         gdal_config=tuple({**network_config(), **job.gdal_config}.items()),

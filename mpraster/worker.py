@@ -23,6 +23,7 @@ from rasterio.windows import transform as window_transform
 from mpraster.block_reader import BlockReader
 from mpraster.errors import WindowFailed
 from mpraster.inputs import InputInfo, InputSpec, WindowReader, split_arrays
+from mpraster.kernel_outputs import split_result
 from mpraster.kernels import Kernel, KernelContext, load_kernel
 from mpraster.reductions import Block, Reduction
 from mpraster.resume import checksum
@@ -31,6 +32,18 @@ from mpraster.windows import WindowTask, describe_window
 
 if TYPE_CHECKING:
     from mpraster.modes.transport import Slot
+
+
+@dataclass(frozen=True)
+class WorkerOutput:
+    """One output a worker returns: the kernel's output ``name`` (None for a kernel with
+    one), its type and bands, and how it carries validity (with a mask or alpha, every
+    result comes with its mask)."""
+
+    name: str | None
+    dtype: str
+    bands: int
+    validity: OutputValidity = field(default_factory=OutputValidity)
 
 
 @dataclass(frozen=True)
@@ -48,15 +61,13 @@ class WorkerSpec:
     infos: tuple[InputInfo, ...]
     fill: str
     halo: int
-    dtype: str
-    bands: int
     in_process: bool
     gdal_cache_bytes: int
+    # The outputs to return, in the order the writer writes them (none for a reduction).
+    outputs: tuple[WorkerOutput, ...] = ()
     # GDAL configuration every worker process applies (network timeouts and retries).
     gdal_config: tuple[tuple[str, str], ...] = ()
     kernel: Kernel | None = field(default=None, compare=False)
-    # How the output carries validity: with a mask or alpha, every result comes with it.
-    validity: OutputValidity = field(default_factory=OutputValidity)
     # A reduction's run (`mpraster.reduce`): windows give partials, not tiles. Pickled
     # with the spec (its parameters are its attributes); no kernel then.
     reduction: Reduction | None = field(default=None, compare=False)
@@ -79,19 +90,26 @@ class WindowResult:
     """One window's output and the time spent on it, sent back to the main process."""
 
     index: int
-    data: np.ndarray | None
+    # Per output, its array; None when they travelled in shared memory. A reduction's
+    # window sends its partial here instead.
+    data: Any
     read_seconds: float
     compute_seconds: float
     bytes_read: int
-    # When the result travelled in shared memory: the slot, and the result's shape.
+    # When the results travelled in shared memory: the slot, and the window's rows, cols.
     slot: Slot | None = None
     shape: tuple[int, ...] = ()
-    # The journal's checksum of a whole tile window's result, taken by the worker so that
-    # the writer does not spend its time on it (None for a part of a tile).
-    checksum: int | None = None
-    # The output's mask over the window (uint8, 0 where invalid), when it has one; in
-    # shared memory with the result when that travelled there (``mask`` is then None).
-    mask: np.ndarray | None = None
+    # Per output, the journal's checksum of a whole tile window's result, taken by the
+    # worker so that the writer does not spend its time on it (None for a part of a tile).
+    checksum: tuple[int | None, ...] | None = None
+    # Per output, its mask over the window (uint8, 0 where invalid) or None; in shared
+    # memory with the results when they travelled there (``mask`` is then None).
+    mask: tuple[np.ndarray | None, ...] | None = None
+
+    def parts(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Per output, its array and mask, for a result that did not travel in a slot."""
+        masks = self.mask or (None,) * len(self.data)
+        return list(zip(self.data, masks, strict=True))
 
 
 class WorkerState:
@@ -153,25 +171,58 @@ def apply_kernel(
     bands: int,
     ctx: KernelContext,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Run the kernel on one window's arrays, check its result and crop off the halo.
+    """Run a kernel with one output on one window's arrays, check its result and crop off
+    the halo; see `apply_kernel_outputs`."""
+    return apply_kernel_outputs(kernel, params, task, arrays, [(None, dtype, bands)], ctx)[0]
+
+
+def apply_kernel_outputs(
+    kernel: Kernel,
+    params: Mapping[str, Any],
+    task: WindowTask,
+    arrays: Sequence[np.ndarray],
+    outputs: Sequence[tuple[str | None, np.dtype, int]],
+    ctx: KernelContext,
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Run the kernel on one window's arrays, check each wanted output and crop off the
+    halo: per ``(name, dtype, bands)`` of ``outputs``, the array and its validity.
 
     The kernel may return the read window's size (the halo is cropped here) or the
     window's own size; a kernel declared ``valid="kernel"`` returns ``(array, valid)``,
-    and the validity comes back cropped too (else None).
+    and the validity comes back cropped too (else None). A kernel with several outputs
+    returns them by name (see `mpraster.kernel_outputs.split_result`).
 
     Raises
     ------
     WindowFailed
         If the kernel raises, or returns something other than a (bands, rows, cols) array
-        of the declared dtype, naming the window.
+        of the declared dtype (per output), naming the window.
     """
     try:
-        out = kernel.call(arrays, params, ctx)
+        result = kernel.call(arrays, params, ctx)
     except Exception as err:
         raise WindowFailed(
             f"kernel '{kernel.name}' failed on window {describe_window(task)}: "
             f"{type(err).__name__}: {err}"
         ) from err
+    if kernel.outputs:
+        parts = split_result(result, kernel.outputs, [name for name, _, _ in outputs])
+        if isinstance(parts, str):
+            raise WindowFailed(
+                f"kernel '{kernel.name}' returned {parts} (on window {describe_window(task)})"
+            )
+    else:
+        parts = [result]
+    return [
+        _checked(kernel if name is None else kernel.for_output(name), task, out, dtype, bands)
+        for (name, dtype, bands), out in zip(outputs, parts, strict=True)
+    ]
+
+
+def _checked(
+    kernel: Kernel, task: WindowTask, out: Any, dtype: np.dtype, bands: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One output's result checked and cropped to the window, with its validity."""
     valid = None
     if kernel.spec.valid == "kernel":
         out, valid = _split_validity(kernel, task, out)
@@ -272,29 +323,35 @@ def compute(
         return reduce_window(state.reduction, task, arrays, slot, start)
     spec = state.spec
     inputs, masks = split_arrays(arrays, spec.infos)
-    out, valid = apply_kernel(
+    results = apply_kernel_outputs(
         state.kernel,
         spec.params,
         task,
         inputs,
-        np.dtype(spec.dtype),
-        spec.bands,
+        [(o.name, np.dtype(o.dtype), o.bands) for o in spec.outputs],
         spec.context(task, masks),
     )
-    mask = None
-    if spec.validity.per_dataset:
-        if spec.validity.carrier == "alpha" and not out.flags.writeable:
-            out = out.copy()  # its alpha band is set to 0 where invalid
-        mask = window_validity(spec.validity, inputs, masks, task.crop, out, valid)
-    tile_checksum = checksum(out, mask) if task.parts == 1 else None
+    outs, out_masks, sums = [], [], []
+    for output, (out, valid) in zip(spec.outputs, results, strict=True):
+        mask = None
+        if output.validity.per_dataset:
+            if output.validity.carrier == "alpha" and not out.flags.writeable:
+                out = out.copy()  # its alpha band is set to 0 where invalid
+            mask = window_validity(output.validity, inputs, masks, task.crop, out, valid)
+        outs.append(out)
+        out_masks.append(mask)
+        sums.append(checksum(out, mask) if task.parts == 1 else None)
     if slot is None:
         elapsed = time.perf_counter() - start
-        return WindowResult(task.index, out, 0.0, elapsed, 0, checksum=tile_checksum, mask=mask)
-    from mpraster.modes.transport import put_result
+        return WindowResult(
+            task.index, tuple(outs), 0.0, elapsed, 0, checksum=tuple(sums), mask=tuple(out_masks)
+        )
+    from mpraster.modes.transport import put_results
 
-    put_result(slot, out, mask)
+    put_results(slot, list(zip(outs, out_masks, strict=True)))
     elapsed = time.perf_counter() - start
-    return WindowResult(task.index, None, 0.0, elapsed, 0, slot, out.shape, tile_checksum)
+    shape = tuple(outs[0].shape[1:])
+    return WindowResult(task.index, None, 0.0, elapsed, 0, slot, shape, tuple(sums))
 
 
 def reduce_window(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mpraster.modes import transport
-from mpraster.modes.transport import SlotPool, block_creator, detach_all, put_result, slot_inputs
+from mpraster.modes.transport import SlotPool, block_creator, detach_all, put_results, slot_inputs
 
 
 def test_slots_carry_inputs_and_results_and_are_reused():
@@ -16,8 +16,9 @@ def test_slots_carry_inputs_and_results_and_are_reused():
         got = slot_inputs(slot)  # as a worker sees them
         assert np.array_equal(got[0], a) and np.array_equal(got[1], b)
         assert got[1].ctypes.data % 64 == 0  # each input aligned
-        put_result(slot, np.full((1, 10, 10), 7, dtype="float32"))
-        assert (pool.result(slot, (1, 10, 10), np.dtype("float32")) == 7).all()
+        put_results(slot, [(np.full((1, 10, 10), 7, dtype="float32"), None)])
+        [(data, mask)] = pool.results(slot, (10, 10), [(1, np.dtype("float32"), False)])
+        assert (data == 7).all() and mask is None
         other = pool.acquire()
         assert other.index != slot.index
         pool.release(slot)

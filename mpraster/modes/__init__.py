@@ -5,8 +5,8 @@ Every mode is a `Backend` around a ``concurrent.futures.Executor``; the scheduli
 
 * ``submit(task, arrays)``: compute ``task`` from ``arrays`` the main process read, or,
   with ``arrays`` None, have the worker read it too; returns a future `WindowResult`;
-* ``result_array(result)``: the window's output array (valid until ``release``);
-* ``result_mask(result)``: its mask, when the output has one (likewise);
+* ``result_arrays(result)``: per output, the window's array and its mask or None (valid
+  until ``release``);
 * ``release(result)``: the writer is done with it;
 * ``close(finished)``: shut down, waiting for the workers after a finished run, or
   stopping them at once after an error or a stop.
@@ -40,11 +40,8 @@ class Backend:
             return self.executor.submit(read_and_compute, task)
         return self.executor.submit(compute, task, arrays)
 
-    def result_array(self, result: WindowResult) -> np.ndarray:
-        return result.data
-
-    def result_mask(self, result: WindowResult) -> np.ndarray | None:
-        return result.mask
+    def result_arrays(self, result: WindowResult) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        return result.parts()
 
     def release(self, result: WindowResult) -> None:
         """Nothing to give back: the result array is the worker's own."""

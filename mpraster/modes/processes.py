@@ -35,8 +35,7 @@ class ProcessBackend(Backend):
     def __init__(self, job: Job, spec: WorkerSpec) -> None:
         import multiprocessing
 
-        self._dtype = np.dtype(spec.dtype)
-        self._with_mask = spec.validity.writes_mask
+        self._layout = [(o.bands, np.dtype(o.dtype), o.validity.writes_mask) for o in spec.outputs]
         self._slots = SlotPool(job.in_flight, *job.window_bytes(inputs=job.io == "main"))
         # A forkserver is a fresh, single-threaded process that has imported mpraster (and
         # so GDAL) but never used it; workers forked from it start in milliseconds instead
@@ -63,13 +62,8 @@ class ProcessBackend(Backend):
             return self.executor.submit(read_and_compute, task, self._slots.acquire())
         return self.executor.submit(compute, task, None, self._slots.acquire(arrays))
 
-    def result_array(self, result: WindowResult) -> np.ndarray:
-        return self._slots.result(result.slot, result.shape, self._dtype)
-
-    def result_mask(self, result: WindowResult) -> np.ndarray | None:
-        if not self._with_mask:
-            return None
-        return self._slots.result_mask(result.slot, result.shape, self._dtype)
+    def result_arrays(self, result: WindowResult) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        return self._slots.results(result.slot, result.shape, self._layout)
 
     def release(self, result: WindowResult) -> None:
         self._slots.release(result.slot)

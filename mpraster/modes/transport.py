@@ -176,16 +176,24 @@ class SlotPool:
             offset = _aligned(offset + array.nbytes)
         return Slot(block.name, index, tuple(layout), self.output_offset)
 
-    def result(self, slot: Slot, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """The worker's result in ``slot``; valid until the slot is released."""
+    def results(
+        self, slot: Slot, shape: tuple[int, ...], layout: Sequence[tuple[int, np.dtype, bool]]
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """The worker's results in ``slot`` (see `put_results`), valid until the slot is
+        released: per output of ``layout`` (bands, dtype, whether it has a mask), its array
+        of ``shape`` (rows, cols) and its mask or None."""
         block = self._blocks[slot.index]
-        return np.ndarray(shape, dtype, buffer=block.buf, offset=slot.output_offset)
-
-    def result_mask(self, slot: Slot, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """The mask the worker put after its result (see `put_result`)."""
-        block = self._blocks[slot.index]
-        offset = _mask_offset(slot, shape, dtype)
-        return np.ndarray(shape[1:], np.uint8, buffer=block.buf, offset=offset)
+        found = []
+        offset = slot.output_offset
+        for bands, dtype, with_mask in layout:
+            data = np.ndarray((bands, *shape), dtype, buffer=block.buf, offset=offset)
+            offset = _aligned(offset + data.nbytes)
+            mask = None
+            if with_mask:
+                mask = np.ndarray(shape, np.uint8, buffer=block.buf, offset=offset)
+                offset = _aligned(offset + mask.nbytes)
+            found.append((data, mask))
+        return found
 
     def release(self, slot: Slot) -> None:
         self._free.append(slot.index)
@@ -262,14 +270,14 @@ def slot_inputs(slot: Slot) -> list[np.ndarray]:
     return [_view(block, offset, shape, np.dtype(dtype)) for offset, shape, dtype in slot.inputs]
 
 
-def _mask_offset(slot: Slot, shape: Sequence[int], dtype: np.dtype) -> int:
-    return slot.output_offset + _aligned(math.prod(shape) * np.dtype(dtype).itemsize)
-
-
-def put_result(slot: Slot, data: np.ndarray, mask: np.ndarray | None = None) -> None:
-    """Copy a worker's result into ``slot``, and its mask (uint8 rows x cols) after it."""
+def put_results(slot: Slot, results: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> None:
+    """Copy a worker's results into ``slot``, one after the other: each output's array,
+    then its mask (uint8 rows x cols) if it has one."""
     block = _attach(slot.name)
-    _view(block, slot.output_offset, data.shape, data.dtype)[...] = data
-    if mask is not None:
-        offset = _mask_offset(slot, data.shape, data.dtype)
-        _view(block, offset, mask.shape, mask.dtype)[...] = mask
+    offset = slot.output_offset
+    for data, mask in results:
+        _view(block, offset, data.shape, data.dtype)[...] = data
+        offset = _aligned(offset + data.nbytes)
+        if mask is not None:
+            _view(block, offset, mask.shape, mask.dtype)[...] = mask
+            offset = _aligned(offset + mask.nbytes)
