@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 from mpraster.errors import MprasterError
 from mpraster.execute import execute, run
 from mpraster.job import Job, plan_job
+from mpraster.kernel_outputs import Output
 from mpraster.kernels import Kernel, kernel, load_kernel
 from mpraster.options import RunOptions, default_jobs
 from mpraster.output import CogOptions
@@ -20,6 +21,7 @@ __all__ = [
     "Job",
     "Kernel",
     "MprasterError",
+    "Output",
     "Reduction",
     "RunOptions",
     "RunStats",

@@ -11,9 +11,11 @@ import dataclasses
 import numpy as np
 
 from mpraster import _focal, _pixelwise, _reverse, _terrain
+from mpraster.kernel_outputs import Output
 from mpraster.kernels import KernelContext, kernel, representable
 
 __all__ = [
+    "aspect",
     "focal_max",
     "focal_mean",
     "focal_min",
@@ -23,6 +25,7 @@ __all__ = [
     "reverse",
     "reverse_py",
     "slope",
+    "terrain",
 ]
 
 #: Every data type the compiled band-reversal loop is specialised for.
@@ -317,6 +320,9 @@ _TERRAIN = dict(
     bands=1,
     dtypes=REVERSE_DTYPES,
 )
+_SLOPE_META = [{"description": "slope", "units": "degrees"}]
+_ASPECT_META = [{"description": "aspect", "units": "degrees"}]
+_SHADE_META = [{"description": "hillshade"}]
 
 
 @kernel(
@@ -324,7 +330,7 @@ _TERRAIN = dict(
     dtype="float32",
     nodata=-9999.0,
     validate=_check_z,
-    band_meta=[{"description": "slope", "units": "degrees"}],
+    band_meta=_SLOPE_META,
     **_TERRAIN,
 )
 def slope(dem: np.ndarray, *, z_factor: float = 1.0, ctx: KernelContext) -> np.ndarray:
@@ -347,7 +353,7 @@ def slope(dem: np.ndarray, *, z_factor: float = 1.0, ctx: KernelContext) -> np.n
     dtype="uint8",
     nodata=0,
     validate=_check_light,
-    band_meta=[{"description": "hillshade"}],
+    band_meta=_SHADE_META,
     **_TERRAIN,
 )
 def hillshade(
@@ -371,6 +377,86 @@ def hillshade(
         _dem(dem, ctx), shade, t.a, t.e, z_factor, azimuth, altitude, has_nodata, nodata, 0.0
     )
     return np.rint(shade).astype(np.uint8)
+
+
+@kernel(
+    "aspect",
+    dtype="float32",
+    nodata=-9999.0,
+    band_meta=_ASPECT_META,
+    **_TERRAIN,
+)
+def aspect(dem: np.ndarray, *, zero_for_flat: bool = False, ctx: KernelContext) -> np.ndarray:
+    """Aspect in degrees clockwise from north by Horn's method, as gdaldem aspect computes it.
+
+    dx = (c + 2f + i) - (a + 2d + g), dy = (g + 2h + i) - (a + 2b + c); aspect =
+    90 - atan2(dy, -dx) in degrees, taken into [0, 360). Flat pixels (dx = dy = 0) are
+    -9999 (nodata), or 0 with zero_for_flat (gdaldem -zero_for_flat); -9999 where any
+    neighbour is nodata. At the raster's edge the edge pixels repeat.
+    """
+    out = np.empty((dem.shape[1] - 2, dem.shape[2] - 2), dtype=np.float32)
+    has_nodata, nodata = _nodata_args(_band_nodata(ctx, 0, 0))
+    flat = 0.0 if zero_for_flat else -9999.0
+    _terrain.aspect(_dem(dem, ctx), out, has_nodata, nodata, -9999.0, flat)
+    return out
+
+
+@kernel(
+    "terrain",
+    validate=_check_light,
+    outputs=[
+        Output(
+            "slope",
+            "float32",
+            nodata=-9999.0,
+            band_meta=_SLOPE_META,
+            doc="slope in degrees, as the slope kernel (float32, nodata -9999)",
+        ),
+        Output(
+            "aspect",
+            "float32",
+            nodata=-9999.0,
+            band_meta=_ASPECT_META,
+            doc="aspect in degrees clockwise from north, as the aspect kernel (float32, "
+            "nodata -9999: flat pixels too, unless zero_for_flat)",
+        ),
+        Output(
+            "hillshade",
+            "uint8",
+            nodata=0,
+            band_meta=_SHADE_META,
+            doc="shaded relief 1..255, as the hillshade kernel (uint8, nodata 0)",
+        ),
+    ],
+    **_TERRAIN,
+)
+def terrain(
+    dem: np.ndarray,
+    *,
+    z_factor: float = 1.0,
+    azimuth: float = 315.0,
+    altitude: float = 45.0,
+    zero_for_flat: bool = False,
+    ctx: KernelContext,
+) -> dict[str, np.ndarray]:
+    """Slope, aspect and hillshade of a DEM from one read (Horn's method, as gdaldem).
+
+    Write any of them with -o slope=FILE -o aspect=FILE -o hillshade=FILE; each file is
+    byte for byte the one the slope, aspect or hillshade kernel writes with the same
+    parameters (z_factor scales slope and hillshade; azimuth and altitude light the
+    hillshade; zero_for_flat gives flat pixels an aspect of 0 instead of nodata).
+    """
+    shape = (dem.shape[1] - 2, dem.shape[2] - 2)
+    slope_out = np.empty(shape, dtype=np.float32)
+    aspect_out = np.empty(shape, dtype=np.float32)
+    shade = np.empty(shape, dtype=np.float32)
+    has_nodata, nodata = _nodata_args(_band_nodata(ctx, 0, 0))
+    t = ctx.transform
+    _terrain.terrain(
+        _dem(dem, ctx), slope_out, aspect_out, shade, t.a, t.e, z_factor, azimuth, altitude,
+        has_nodata, nodata, -9999.0, -9999.0, 0.0 if zero_for_flat else -9999.0, 0.0,
+    )  # fmt: skip
+    return {"slope": slope_out, "aspect": aspect_out, "hillshade": np.rint(shade).astype(np.uint8)}
 
 
 # ---------------------------------------------------------------- rescale

@@ -147,6 +147,16 @@ def main() -> None:
     help="Bands to read from every input that names none (4 or 4,3 or 1-3), as in rio; "
     "or give PATH:BANDS per input.",
 )
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="NAME=FILE",
+    callback=_key_value_pairs("-o"),
+    help="For a kernel with several outputs: write output NAME to FILE (repeatable); every "
+    "FILE is then an output and every argument an INPUT.",
+)
 @rio_options.dtype_opt
 @rio_options.nodata_opt
 @click.option(
@@ -269,6 +279,7 @@ def main() -> None:
 @_one_line_warnings
 def run_command(
     files: tuple[str, ...],
+    outputs: dict[str, str],
     kernel_ref: str,
     progress: str,
     log_interval: float,
@@ -291,10 +302,14 @@ def run_command(
     $ mpraster run landsat.tif:5,4 ndvi.tif --kernel ndvi
     $ mpraster run dem.tif shade.tif --kernel hillshade -p azimuth=300 -p z-factor=2
     $ mpraster run in.tif scaled.tif -k rescale -p scale=0.0001 --dtype float32
+    $ mpraster run dem.tif -k terrain -o slope=slope.tif -o hillshade=shade.tif
     """
-    if len(files) < 2:
+    if outputs:
+        inputs, output = list(files), outputs
+    elif len(files) < 2:
         raise click.UsageError("give at least one INPUT and an OUTPUT")
-    *inputs, output = files
+    else:
+        *inputs, output = files
     watch = SignalWatch(stop_grace)
     try:
         with _mpi_ranks(flags) as (worker_rank, executor):
@@ -500,7 +515,10 @@ def kernels_command(name: str | None) -> None:
             _fail(err)
         click.echo(_kernel_summary(k))
         click.echo(f"input dtypes: {', '.join(k.dtypes) if k.dtypes else 'any'}")
-        click.echo(f"fill past the edge: {k.fill}\n")
+        click.echo(f"fill past the edge: {k.fill}")
+        for declared in k.spec.outputs:
+            click.echo(f"output {declared.name} (-o {declared.name}=FILE): {declared.doc}")
+        click.echo()
         click.echo(inspect.getdoc(k.func) or "")
         return
     seen = set()

@@ -188,7 +188,9 @@ def _run_pipeline(
         if job.io == "main":
             reader = WindowReader(job.inputs, job.infos, job.kernel.fill)
         backend = make_backend(job, _worker_spec(job), executor)
-        feeder = _Feeder(backend, reader, resumed if len(resumed) == len(job.outputs) else [], stats)
+        feeder = _Feeder(
+            backend, reader, resumed if len(resumed) == len(job.outputs) else [], stats
+        )
         _write_outputs(job, feeder, progress, stop, stats)
         finished = True
     except KeyboardInterrupt as err:

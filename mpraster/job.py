@@ -273,7 +273,8 @@ def plan_job(
         for out in job.outputs
     ]
     return _with_outputs(
-        job, [dataclasses.replace(o, resume_from=f) for o, f in zip(job.outputs, found, strict=True)]
+        job,
+        [dataclasses.replace(o, resume_from=f) for o, f in zip(job.outputs, found, strict=True)],
     )
 
 

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+import mpraster
 from mpraster import kernel
 
 
@@ -54,3 +55,29 @@ def wait_for_file(src: np.ndarray, *, row: int = 16, path: str = "") -> np.ndarr
         while not os.path.exists(path):
             time.sleep(0.005)
     return src.copy()
+
+
+def _same_type(dtypes, params):
+    return dtypes[0]
+
+
+@kernel(
+    releases_gil=True,
+    outputs=[
+        mpraster.Output("total", "float64", bands=1, nodata=-1.0),
+        mpraster.Output("flipped", _same_type, bands_from="reverse"),
+    ],
+)
+def two_products(src: np.ndarray, *, scale: float = 1.0) -> dict:
+    """Two outputs of different types and bands: the bands' sum times scale, and the bands
+    in reverse order (as the reverse kernel)."""
+    return {"flipped": src[::-1].copy(), "total": src.sum(axis=0, dtype="float64") * scale}
+
+
+@kernel(
+    releases_gil=True,
+    outputs=[mpraster.Output("a", "uint8", bands=1), mpraster.Output("b", "uint8", bands=1)],
+)
+def forgets_an_output(src: np.ndarray) -> dict:
+    """Declares two outputs and returns one."""
+    return {"a": src[0].astype("uint8")}

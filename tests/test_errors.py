@@ -101,7 +101,7 @@ def test_unknown_kernel(tmp_path, src, mpraster_cmd, cli_env):
         proc,
         6,
         "unknown kernel 'revers' (did you mean 'reverse' or 'reverse-py'?)",
-        "known kernels: focal-max, focal-mean",
+        "known kernels: aspect, focal-max, focal-mean",
     )
 
 

@@ -65,7 +65,7 @@ def test_parse_params():
 def test_unknown_kernel_lists_known_ones():
     with pytest.raises(
         KernelNotFoundError,
-        match=r"unknown kernel 'nope'; known kernels: focal-max, .*, reverse, reverse-py, slope",
+        match=r"unknown kernel 'nope'; known kernels: aspect, focal-max, .*, slope, terrain",
     ):
         load_kernel("nope")
 
