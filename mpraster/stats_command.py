@@ -239,6 +239,11 @@ def compute_stats(
     """
     request = request or StatsRequest()
     options = RunOptions.of(options, **changes)
+    if options.shard is not None:
+        raise OptionError(
+            "compute_stats runs every window: for shard=(I, N) call "
+            "mpraster.stats_shard(..., output=FILE), then mpraster.merge_stats_shards(FILE)"
+        )
     plan = plan_stats(inputs, request, options)
     passes = _journal(journal, plan.job.inputs, request, options)
     runner = StatsPasses(plan, progress, stop, executor, passes)
