@@ -235,7 +235,7 @@ def _check_same_job(output: str, paths: list[str], abouts: list[dict]) -> dict[s
         shard 0.
     """
     for i, (path, about) in enumerate(zip(paths, abouts, strict=True)):
-        if about.get("kind") != KIND:
+        if not isinstance(about, dict) or about.get("kind") != KIND:
             raise ShardMergeError(f"{path} is not a shard of mpraster stats: remove it")
         if about["shard"] != [i, len(paths)]:
             shard = "/".join(map(str, about["shard"]))
