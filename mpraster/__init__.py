@@ -14,6 +14,7 @@ from mpraster.reductions import Block, Reduction, reduction
 from mpraster.schedule import StopSignal
 from mpraster.stats import RunStats
 from mpraster.stats_command import StatsRequest, compute_stats
+from mpraster.stats_shards import merge_stats_shards, stats_shard
 
 __all__ = [
     "Block",
@@ -32,9 +33,11 @@ __all__ = [
     "execute",
     "kernel",
     "load_kernel",
+    "merge_stats_shards",
     "plan_job",
     "plan_reduction",
     "reduce",
     "reduction",
     "run",
+    "stats_shard",
 ]

@@ -39,6 +39,7 @@ from mpraster.stats_command import (
     parse_numbers,
     write_report,
 )
+from mpraster.stats_shards import merge_stats_shards, shards_kind, stats_shard
 from mpraster.windows import parse_shard
 
 # Options that more than one command takes (rio's own --co and --overwrite come from
@@ -373,19 +374,56 @@ def _run_options(
 @main.command("merge")
 @click.argument("output", type=click.Path())
 @rio_options.overwrite_opt
+@click.option(
+    "--resume", is_flag=True, help="Stats shards: finish a stopped merge from its journal."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="auto",
+    show_default=True,
+    help="Stats shards: how to run the passes the merge itself makes.",
+)
+@click.option("--io", "io", type=click.Choice(IO_PLACEMENTS), default=None)
+@click.option("-j", "--jobs", type=int, default=None, help="Stats shards: number of workers.")
+@click.option("--prefetch", type=int, default=2, show_default=True)
 @progress_opt
+@click.option("--stats", "show_stats", is_flag=True, help="Print where the time went.")
+@click.option("--stop-grace", type=float, default=20.0, show_default=True)
 @quiet_opt
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on error.")
 @_one_line_warnings
-def merge_command(output: str, overwrite: bool, progress: str, quiet: bool) -> None:
+def merge_command(
+    output: str,
+    overwrite: bool,
+    progress: str,
+    show_stats: bool,
+    stop_grace: float,
+    quiet: bool,
+    verbose: bool,
+    **flags: Any,
+) -> None:
     """Assemble the shards of a --shard run into OUTPUT.
 
     The result is the same bytes as one unsharded run. A missing or unfinished shard is
-    named, and nothing is written.
+    named, and nothing is written. The shards of `mpraster stats --shard` are merged into
+    its report; the passes that need the whole raster's first pass (a histogram over the
+    observed range, percentiles of types wider than 16 bits) run here, over the inputs,
+    with --mode, -j and --resume as for `mpraster stats`.
 
     \b
     $ mpraster run in.tif out.tif -k focal-mean --shard 0/2   # and 1/2, anywhere
     $ mpraster merge out.tif
+    $ mpraster stats dem.tif --percentiles 2,98 -o dem.json --shard 0/2   # and 1/2
+    $ mpraster merge dem.json -j 4
     """
+    try:
+        kind = shards_kind(output)
+    except MprasterError as err:
+        _fail(err)
+    if kind == "stats":
+        _merge_stats(output, progress, show_stats, stop_grace, quiet, verbose, flags)
+        return
     try:
         stats = merge_shards(output, overwrite=overwrite, progress=make_progress(progress))
     except MprasterError as err:
@@ -396,6 +434,39 @@ def merge_command(output: str, overwrite: bool, progress: str, quiet: bool) -> N
             f"{stats.wall_seconds:.2f} s",
             err=True,
         )
+
+
+def _merge_stats(
+    output: str,
+    progress: str,
+    show_stats: bool,
+    stop_grace: float,
+    quiet: bool,
+    verbose: bool,
+    flags: dict[str, Any],
+) -> None:
+    """`mpraster merge` of the shards of `mpraster stats --shard`."""
+    watch = SignalWatch(stop_grace)
+    try:
+        with _mpi_ranks(flags) as (worker_rank, executor):
+            if worker_rank:
+                return  # an MPI worker rank: it served windows until rank 0 was done
+            _, stats = merge_stats_shards(
+                output,
+                RunOptions(**flags),
+                progress=make_progress(progress, sys.stderr),
+                stop=watch.stop,
+                executor=executor,
+            )
+    except MprasterError as err:
+        watch.done()
+        _fail(err, verbose)
+    finally:
+        watch.done()
+    if not quiet:
+        click.echo(f"mpraster: merged the stats shards into {output}; {stats.summary()}", err=True)
+    if show_stats:
+        click.echo(stats.report(), err=True)
 
 
 @main.command("stats")
@@ -417,6 +488,13 @@ def merge_command(output: str, overwrite: bool, progress: str, quiet: bool) -> N
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False))
 @click.option(
     "--resume", is_flag=True, help="Finish a stopped run from its journal (OUTPUT.journal)."
+)
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/N|auto",
+    help="Do only share I of N (0-based) of the windows into OUTPUT.shardIIIIofNNNN.stats "
+    "(needs -o), for `mpraster merge OUTPUT`; auto takes it from a SLURM job array.",
 )
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True)
 @click.option("--io", "io", type=click.Choice(IO_PLACEMENTS), default=None)
@@ -451,6 +529,8 @@ def stats_command(
     $ mpraster stats dem.tif --percentiles 2,50,98 -j 2
     $ mpraster stats RGB.byte.tif --histogram 8 --format json -o stats.json
     $ mpraster stats landsat.tif:4 --zones parcels.tif --format csv
+    $ mpraster stats dem.tif --percentiles 50 -o dem.json --shard 0/4   # ... 3/4, then:
+    $ mpraster merge dem.json
     """
     watch = SignalWatch(stop_grace)
     try:
@@ -464,20 +544,29 @@ def stats_command(
                 zones=zones,
             )
             sink = make_progress(progress, sys.stderr)
-            report, stats = compute_stats(
-                files,
-                request,
-                RunOptions(**flags),
-                progress=sink,
-                stop=watch.stop,
-                executor=executor,
-                journal=f"{output}.journal" if output else None,
-            )
-            text = format_report(report, fmt)
-            if output:
-                write_report(text, output)
+            shard = flags.pop("shard")
+            if shard is not None:
+                # `mpraster merge OUTPUT` writes the report once every shard is done.
+                options = RunOptions(**flags, shard=parse_shard(shard))
+                stats = stats_shard(
+                    files, request, options, output, fmt, progress=sink, stop=watch.stop,
+                    executor=executor,
+                )  # fmt: skip
             else:
-                click.echo(text, nl=False)
+                report, stats = compute_stats(
+                    files,
+                    request,
+                    RunOptions(**flags),
+                    progress=sink,
+                    stop=watch.stop,
+                    executor=executor,
+                    journal=f"{output}.journal" if output else None,
+                )
+                text = format_report(report, fmt)
+                if output:
+                    write_report(text, output)
+                else:
+                    click.echo(text, nl=False)
     except MprasterError as err:
         watch.done()
         _fail(err, verbose)

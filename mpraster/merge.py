@@ -7,6 +7,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 
 import numpy as np
 from rasterio.io import DatasetReader
@@ -97,34 +98,45 @@ def _merge_shards_locked(output: str, overwrite: bool, progress: ProgressSink | 
 
 
 def _finished_shards(output: str) -> list[str]:
-    """The paths of all N shards of ``output``, in order.
+    return finished_shards(output, ".tif", partial_path)
+
+
+def shard_files(output: str, suffix: str) -> dict[int, tuple[str, int]]:
+    """The files ``OUTPUT.shardIIIIofNNNN<suffix>`` there are: {I: (path, N)}."""
+    pattern = re.compile(re.escape(output) + r"\.shard(\d{4})of(\d{4})" + re.escape(suffix) + "$")
+    found = {}
+    for path in glob.glob(glob.escape(output) + ".shard*of*" + suffix):
+        match = pattern.match(path)
+        if match:
+            found[int(match[1])] = (path, int(match[2]))
+    return found
+
+
+def finished_shards(output: str, suffix: str, unfinished: Callable[[str], str]) -> list[str]:
+    """The paths of all N shards of ``output`` (files ending in ``suffix``), in order;
+    ``unfinished(shard)`` is the file a shard that has not finished leaves.
 
     Raises
     ------
     ShardMergeError
         If there are none, they come from runs cut differently, or some are not finished.
     """
-    pattern = re.compile(re.escape(output) + r"\.shard(\d{4})of(\d{4})\.tif$")
-    found = {}
-    for path in glob.glob(glob.escape(output) + ".shard*of*.tif"):
-        match = pattern.match(path)
-        if match:
-            found[int(match[1])] = (path, int(match[2]))
+    found = shard_files(output, suffix)
     if not found:
-        raise ShardMergeError(f"no shards of {output} found ({output}.shardIIIIofNNNN.tif)")
+        raise ShardMergeError(f"no shards of {output} found ({output}.shardIIIIofNNNN{suffix})")
     counts = {count for _, count in found.values()}
     if len(counts) > 1:
         raise ShardMergeError(f"shards of {output} come from runs cut in {sorted(counts)} parts")
     count = counts.pop()
     missing = [i for i in range(count) if i not in found]
     if missing:
-        unfinished = [
-            i for i in missing if os.path.exists(partial_path(shard_path(output, i, count)))
+        started = [
+            i for i in missing if os.path.exists(unfinished(shard_path(output, i, count, suffix)))
         ]
-        again = f" (run shards {', '.join(map(str, unfinished))} again with --resume)"
+        again = f" (run shards {', '.join(map(str, started))} again with --resume)"
         raise ShardMergeError(
             f"shards {', '.join(map(str, missing))} of {count} of {output} are not finished"
-            + (again if unfinished else "")
+            + (again if started else "")
         )
     return [found[i][0] for i in range(count)]
 

@@ -1,7 +1,9 @@
 """Progress sinks a run reports to.
 
 A run only calls ``start``, ``advance``, ``close`` and ``finish`` on a sink; what a sink
-shows (a tqdm bar, plain log lines, JSON events, nothing) never changes the result.
+shows (a tqdm bar, plain log lines, JSON events, nothing) never changes the result. A job
+of several passes over the raster (``mpraster stats``) names each before its ``start``
+with ``stage``, where a sink has it, so that every pass shows as a labelled bar or lines.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class ProgressSink(Protocol):
 
 class NullProgress:
     """Shows nothing; the base of the other sinks."""
+
+    def stage(self, name: str) -> None:
+        """The next ``start`` begins pass ``name`` of a job of several passes (optional)."""
 
     def start(self, windows: int, pixels: int) -> None:
         pass
@@ -87,12 +92,17 @@ class BarProgress(NullProgress):
     def __init__(self, stream: TextIO | None = None, description: str = "mpraster") -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.description = description
+        self._base = description
         self._bar = None
         self._rate = _Rate()
+
+    def stage(self, name: str) -> None:
+        self.description = f"{self._base} {name}"
 
     def start(self, windows: int, pixels: int) -> None:
         from tqdm.auto import tqdm  # only runs with a bar pay for importing tqdm
 
+        self._rate = _Rate()
         self._rate.start(windows, pixels)
         self._bar = tqdm(
             total=windows, unit="win", desc=self.description, file=self.stream, leave=True
@@ -124,10 +134,15 @@ class LogProgress(NullProgress):
         self.stream = stream if stream is not None else sys.stderr
         self.interval = interval
         self.prefix = prefix
+        self._base = prefix
         self._rate = _Rate()
         self._last = 0.0
 
+    def stage(self, name: str) -> None:
+        self.prefix = f"{self._base}: {name}"
+
     def start(self, windows: int, pixels: int) -> None:
+        self._rate = _Rate()
         self._rate.start(windows, pixels)
         self._last = time.perf_counter()
         self._emit(f"start: {windows} windows, {pixels / 1e6:.2f} MPix")
@@ -158,7 +173,8 @@ class JsonProgress(NullProgress):
     Events: ``start`` (windows, pixels), ``progress`` every ``interval`` seconds and at the
     last window (windows_done, windows_total, pixels_done, pixels_total, mpix_per_second,
     elapsed_seconds, eta_seconds), and ``end`` with the run's stats. Every object also
-    carries ``event`` and ``time`` (Unix seconds).
+    carries ``event`` and ``time`` (Unix seconds), and in a job of several passes
+    ``pass``, the pass it belongs to (``start`` and ``progress`` come once per pass).
     """
 
     def __init__(self, stream: TextIO | None = None, interval: float = 10.0) -> None:
@@ -166,8 +182,13 @@ class JsonProgress(NullProgress):
         self.interval = interval
         self._rate = _Rate()
         self._last = 0.0
+        self._stage: str | None = None
+
+    def stage(self, name: str) -> None:
+        self._stage = name
 
     def start(self, windows: int, pixels: int) -> None:
+        self._rate = _Rate()
         self._rate.start(windows, pixels)
         self._last = time.perf_counter()
         self._emit("start", windows=windows, pixels=pixels)
@@ -194,6 +215,8 @@ class JsonProgress(NullProgress):
 
     def _emit(self, event: str, **fields: Any) -> None:
         record = {"event": event, "time": round(time.time(), 3), **fields}
+        if self._stage is not None and event != "end":
+            record["pass"] = self._stage
         print(json.dumps(record), file=self.stream, flush=True)
 
 

@@ -6,15 +6,16 @@
         --io main:    BlockReader ─► values + validity ─► Backend.submit ─► update()
         --io workers:                (none) ─►            (own BlockReader) │
         schedule(): at most jobs * prefetch windows in flight ◄─ partial ◄──┘
-            reorder buffer (plan order) ─► merge(acc, partial) ─► finish(acc)
+            reorder buffer (plan order) ─► PlanFold (a fixed merge tree) ─► finish
 
 The same `mpraster.modes` back ends and the same `mpraster.schedule.schedule` loop as a
 map, so threads, processes and MPI, ``--io``, progress, ``--stats`` timers and stops
 behave the same. Partials are pickled back (they are small); process workers still take
 their inputs through shared memory with ``--io main``. There is no output, hence no lock
-or journal. The windows are cut from the grid and the block size alone, never from
-``-j``, and partials are merged in plan order: a result is the same bits whatever the
-mode, ``--io`` and ``-j``.
+(a journal, if given, is the caller's). The windows are cut from the grid and the block
+size alone, never from ``-j``, and partials are merged in plan order by a tree fixed by
+the plan (`mpraster.fold`): a result is the same bits whatever the mode, ``--io``, ``-j``
+and the shards.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from mpraster import budget
 from mpraster.block_reader import BlockReader
 from mpraster.budget import main_gdal_env
 from mpraster.errors import Interrupted
+from mpraster.fold import PlanFold
 from mpraster.inputs import InputInfo, InputSpec, gdal_env, inspect_inputs, network_config
 from mpraster.job import InputsArg, input_specs
 from mpraster.kernels import check_importable
@@ -212,12 +214,13 @@ def _fold(
     journal: ReductionJournal | None = None,
 ) -> Any:
     """Schedule every window (but those the journal has) and merge the partials in plan
-    order; the journal learns how far the merges got."""
+    order by the plan's tree (`mpraster.fold`); the journal learns how far it got."""
     reduction = job.reduction
     key = reduction_key(reduction) if journal is not None else ""
-    done, start = (journal and journal.resumed(key)) or (0, reduction.start())
-    folded = [start]
+    done, nodes = (journal and journal.resumed(key)) or (0, ())
+    fold = PlanFold(reduction.merge, nodes)
     stats.windows_resumed += done
+    merged = [done]
 
     def submit(task: WindowTask) -> Future:
         if reader is None:
@@ -230,11 +233,12 @@ def _fold(
 
     def merge(task: WindowTask, result: WindowResult) -> None:
         start = time.perf_counter()
-        folded[0] = reduction.merge(folded[0], result.data)
+        fold.add(task.index, result.data)
+        merged[0] += 1
         if result.slot is not None:
             backend.release(result)
         if journal is not None:
-            journal.progress(key, task.index + 1, folded[0])
+            journal.progress(key, merged[0], fold.nodes)
         stats.write_seconds += time.perf_counter() - start
         stats.windows += 1
         stats.pixels += task.pixels
@@ -251,4 +255,4 @@ def _fold(
         # After a stop or a failure too: what was merged need not be merged again.
         if journal is not None and key in journal.passes:
             journal.save()
-    return folded[0]
+    return fold.result(reduction.start())

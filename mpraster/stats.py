@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# What adds up over the passes of a job (`RunStats.of_passes`).
+_SUMMED = (
+    "windows",
+    "windows_resumed",
+    "pixels",
+    "bytes_read",
+    "bytes_written",
+    "read_seconds",
+    "compute_seconds",
+    "write_seconds",
+    "wait_seconds",
+)
 
 
 @dataclass
@@ -30,6 +44,25 @@ class RunStats:
     jobs: int = 0
     kernel: str = ""
     compression: str = ""  # the output's codec, "" for none
+    # A job of several passes over the raster (``mpraster stats``): each pass's figures.
+    passes: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of_passes(cls, passes: Sequence[tuple[str, RunStats]], wall_seconds: float) -> RunStats:
+        """The figures of a job of several passes: each pass's counts and timers summed,
+        how it ran from the first, and a line per pass in ``passes``."""
+        first = passes[0][1]
+        total = cls(mode=first.mode, io=first.io, jobs=first.jobs, kernel=first.kernel)
+        for _, stats in passes:
+            for name in _SUMMED:
+                setattr(total, name, getattr(total, name) + getattr(stats, name))
+        total.wall_seconds = wall_seconds
+        total.passes = [
+            {"pass": name, "wall_seconds": stats.wall_seconds}
+            | {k: getattr(stats, k) for k in _SUMMED}
+            for name, stats in passes
+        ]
+        return total
 
     @property
     def mpix_per_second(self) -> float:
@@ -37,8 +70,10 @@ class RunStats:
 
     def summary(self) -> str:
         """One line: windows, MPix, seconds, MPix/s, and how it ran."""
+        passes = f" in {len(self.passes)} passes" if len(self.passes) > 1 else ""
         return (
-            f"{self.windows} windows, {self.pixels / 1e6:.2f} MPix in {self.wall_seconds:.2f} s "
+            f"{self.windows} windows{passes}, {self.pixels / 1e6:.2f} MPix in "
+            f"{self.wall_seconds:.2f} s "
             f"({self.mpix_per_second:.2f} MPix/s; {self.kernel}, {self.mode}, io={self.io}, "
             f"-j {self.jobs}; read {self.read_seconds:.2f} s, compute "
             f"{self.compute_seconds:.2f} s, write {self.write_seconds:.2f} s, wait "
@@ -124,6 +159,12 @@ class RunStats:
                 f"write   {self.write_seconds:8.2f} s  (main process, "
                 f"{100 * self.write_seconds / wall:.0f}% of wall)",
                 f"wait    {self.wait_seconds:8.2f} s  (main process waiting on workers)",
+                *(
+                    f"{p['pass']}: {p['windows']} windows in {p['wall_seconds']:.2f} s (read "
+                    f"{p['read_seconds']:.2f} s, compute {p['compute_seconds']:.2f} s, wait "
+                    f"{p['wait_seconds']:.2f} s)"
+                    for p in self.passes
+                ),
                 self.diagnosis()[1],
             ]
         )

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +28,13 @@ from mpraster.job import InputsArg, input_specs
 from mpraster.options import RunOptions
 from mpraster.percentiles import (
     GATHER_LIMIT,
+    RankSearch,
     interpolate,
     ranks_of,
     search_ranks,
     value_of_rank_from_counts,
 )
-from mpraster.progress import ProgressSink
+from mpraster.progress import NullProgress, ProgressSink
 from mpraster.reduce import ReductionJob, execute_reduction, plan_reduction
 from mpraster.reduce_journal import ReductionJournal
 from mpraster.reductions import Reduction, Together
@@ -89,6 +91,121 @@ def parse_numbers(text: str, option: str) -> tuple[float, ...]:
         raise OptionError(f"{option} takes numbers separated by commas, got '{text}'") from err
 
 
+@dataclass(frozen=True)
+class StatsPlan:
+    """A checked stats job: its planned first pass, and what the report calls each input.
+
+    ``job.inputs`` are the data inputs, then the zones raster if any (``data`` inputs of
+    data); ``names`` are the data inputs as given, as the report shows them.
+    """
+
+    job: ReductionJob
+    request: StatsRequest
+    data: int
+    names: tuple[str, ...]
+
+    @property
+    def dtypes(self) -> list[np.dtype]:
+        return [np.dtype(info.dtype) for info in self.job.infos[: self.data]]
+
+    def first_pass(self) -> Reduction:
+        """The first pass: every band's figures (and exact value counts, fixed-range
+        histograms, zonal tables as asked)."""
+        return _first_pass(self.job, self.request, self.data)
+
+
+def plan_stats(
+    inputs: InputsArg,
+    request: StatsRequest,
+    options: RunOptions,
+    names: Sequence[str] | None = None,
+) -> StatsPlan:
+    """Check the inputs (and zones) and plan the first pass; ``names`` for the report
+    (the inputs as given, by default).
+
+    Raises
+    ------
+    ZonesTypeError
+        If the zones raster is not of an integer type.
+    InputMismatchError
+        If an input or the zones raster is on another grid.
+    """
+    specs = input_specs(inputs, options.bidx)
+    data = len(specs)
+    if request.zones is not None:
+        specs.append(parse_input(request.zones))
+    job = plan_reduction(specs, Reduction(), options)
+    _check_zones(job, request)
+    names = tuple(names) if names is not None else tuple(str(s) for s in specs[:data])
+    return StatsPlan(job, request, data, names)
+
+
+class _PassProgress(NullProgress):
+    """The job's progress sink, told which pass starts (`ProgressSink.stage`); a pass's
+    own end is not the job's: its figures go to the sink once, for every pass."""
+
+    def __init__(self, sink: ProgressSink, name: str) -> None:
+        self.sink, self.name = sink, name
+
+    def start(self, windows: int, pixels: int) -> None:
+        stage = getattr(self.sink, "stage", None)
+        if stage is not None:
+            stage(self.name)
+        self.sink.start(windows, pixels)
+
+    def advance(self, windows: int, pixels: int) -> None:
+        self.sink.advance(windows, pixels)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+class StatsPasses:
+    """Runs the passes of one stats job through the engine, each with a labelled
+    progress, and keeps each pass's figures (`RunStats.of_passes`).
+
+    ``number`` is the number of the first pass it runs (a merge of shards starts at 2).
+    """
+
+    def __init__(
+        self,
+        plan: StatsPlan,
+        progress: ProgressSink | None,
+        stop: StopSignal | None,
+        executor: Any,
+        journal: ReductionJournal | None,
+        number: int = 1,
+    ) -> None:
+        self.plan = plan
+        self.progress = progress or NullProgress()
+        self.stop, self.executor, self.journal = stop, executor, journal
+        self.number = number
+        self.done: list[tuple[str, RunStats]] = []
+        self.started = time.perf_counter()
+
+    def run(self, reduction: Reduction, what: str) -> Any:
+        """The result of one pass of ``reduction`` over every window."""
+        name = f"pass {self.number} ({what})"
+        self.number += 1
+        job = dataclasses.replace(self.plan.job, reduction=reduction)
+        sink = _PassProgress(self.progress, name)
+        result, stats = execute_reduction(job, sink, self.stop, self.executor, self.journal)
+        self.done.append((name, stats))
+        return result
+
+    def stats(self) -> RunStats:
+        """The figures of every pass run, summed; tells the progress sink the job ended."""
+        wall = time.perf_counter() - self.started
+        if self.done:
+            total = RunStats.of_passes(self.done, wall)
+        else:
+            job = self.plan.job
+            total = RunStats(mode=job.mode, io=job.io, jobs=job.jobs, kernel="stats")
+            total.wall_seconds = wall
+        self.progress.finish(total)
+        return total
+
+
 def compute_stats(
     inputs: InputsArg,
     request: StatsRequest | None = None,
@@ -101,13 +218,15 @@ def compute_stats(
     journal: str | None = None,
     **changes: Any,
 ) -> tuple[dict[str, Any], RunStats]:
-    """Statistics of every band of ``inputs``; returns the report and the first pass's figures.
+    """Statistics of every band of ``inputs``; returns the report and the run's figures
+    (every pass's, summed; each pass's in ``passes``).
 
     ``options`` (or its fields as keywords: ``jobs=2, mode="processes"``) say how to run
     it, as for `mpraster.run`; ``gather_limit`` is the most values a percentile search
     gathers and sorts in memory (`mpraster.percentiles.GATHER_LIMIT`). With ``journal``
     (a path), each pass records how far it got there; ``resume=True`` continues from it
-    (see `mpraster.reduce_journal`); it is removed once every figure is known.
+    (see `mpraster.reduce_journal`); it is removed once every figure is known. For
+    ``shard=(i, n)`` see `mpraster.stats_shards.stats_shard`.
 
     Raises
     ------
@@ -120,35 +239,68 @@ def compute_stats(
     """
     request = request or StatsRequest()
     options = RunOptions.of(options, **changes)
-    specs = input_specs(inputs, options.bidx)
-    if request.zones is not None:
-        specs.append(parse_input(request.zones))
-    job = plan_reduction(specs, Reduction(), options)
-    data = len(specs) - (request.zones is not None)
-    _check_zones(job, request)
-    passes = _journal(journal, specs, request, options)
+    if options.shard is not None:
+        raise OptionError(
+            "compute_stats runs every window: for shard=(I, N) call "
+            "mpraster.stats_shard(..., output=FILE), then mpraster.merge_stats_shards(FILE)"
+        )
+    plan = plan_stats(inputs, request, options)
+    passes = _journal(journal, plan.job.inputs, request, options)
+    runner = StatsPasses(plan, progress, stop, executor, passes)
+    first = runner.run(plan.first_pass(), "statistics")
+    report = finish_report(plan, first, runner.run, gather_limit)
+    if passes is not None:
+        passes.remove()
+    return report, runner.stats()
 
-    def run_pass(reduction: Reduction) -> Any:
-        again = dataclasses.replace(job, reduction=reduction)
-        return execute_reduction(again, None, stop, executor, passes)[0]
 
-    first = _first_pass(job, request, data)
-    (partials, *zonal), stats = execute_reduction(
-        dataclasses.replace(job, reduction=first), progress, stop, executor, passes
-    )
-    dtypes = [np.dtype(info.dtype) for info in job.infos[:data]]
-    _check_finite(partials, job, request)
-    histograms = _histograms(partials, dtypes, request, run_pass)
-    percentiles = _percentiles(partials, dtypes, request, run_pass, gather_limit)
+def finish_report(
+    plan: StatsPlan,
+    first: Any,
+    run_pass: Callable[[Reduction, str], Any],
+    gather_limit: int = GATHER_LIMIT,
+) -> dict[str, Any]:
+    """The report, from the first pass's result ``first``: the later passes a histogram
+    over the observed range or percentiles need run through ``run_pass(reduction, what)``.
+
+    Raises
+    ------
+    EmptyHistogramError
+        If ``request.range`` excludes every valid value of every band.
+    """
+    request, dtypes = plan.request, plan.dtypes
+    partials, *zonal = first
+    _check_finite(partials, plan.job, request)
+    histograms = _histograms(partials, dtypes, request, lambda r: run_pass(r, "histogram"))
+    by_rank = _percentile_passes(run_pass)
+    percentiles = _percentiles(partials, dtypes, request, by_rank, gather_limit)
     extras = {"histogram": histograms, "percentiles": percentiles}
     if not request.percentiles:
         del extras["percentiles"]
     if zonal:
         extras["zones"] = [[table.figures() for table in tables] for tables in zonal[0]]
-    report = _report(job, specs[:data], partials, dtypes, extras)
-    if passes is not None:
-        passes.remove()
-    return report, stats
+    return _report(plan.job, plan.names, partials, dtypes, extras)
+
+
+def _percentile_passes(run_pass: Callable[[Reduction, str], Any]) -> Callable[[Reduction], Any]:
+    """``run_pass`` for `search_ranks`, each pass named by what it asks of the values."""
+    doing = {"count": "counting into bins", "bounds": "narrowing bins", "gather": "gathering"}
+
+    def run(search: RankSearch) -> Any:
+        kinds = sorted({r.kind for r in search.requests})
+        return run_pass(search, "percentiles: " + ", ".join(doing[k] for k in kinds))
+
+    return run
+
+
+def description(specs: Sequence[Any], request: StatsRequest, options: RunOptions) -> dict:
+    """What, besides the inputs' content, makes two stats runs the same job (a journal's
+    or a shard's fingerprint)."""
+    return {
+        "request": dataclasses.asdict(request),
+        "bands": [s.bands for s in specs],
+        "block": options.block_size,
+    }
 
 
 def _journal(
@@ -158,32 +310,29 @@ def _journal(
         if options.resume:
             raise OptionError("--resume needs -o FILE: the stats journal is kept beside it")
         return None
-    description = {
-        "request": dataclasses.asdict(request),
-        "bands": [s.bands for s in specs],
-        "block": options.block_size,
-    }
-    return ReductionJournal(path, [s.path for s in specs], description, options.resume)
+    return ReductionJournal(
+        path, [s.path for s in specs], description(specs, request, options), options.resume
+    )
 
 
 def _report(
     job: ReductionJob,
-    specs: Sequence[Any],
+    names: Sequence[str],
     partials: list,
     dtypes: Sequence[np.dtype],
     extras: dict[str, list[list[Any]]],
 ) -> dict[str, Any]:
     """The report: per input, per band, its figures and ``extras`` (by input and band)."""
     report: dict[str, Any] = {"inputs": []}
-    for i, spec in enumerate(specs):
+    for i, name in enumerate(names):
         bands = []
         for b, part in enumerate(partials[i]):
             band = {"band": job.infos[i].bands[b], **band_figures(part, dtypes[i])}
-            for name, values in extras.items():
+            for key, values in extras.items():
                 if values[i][b] is not None:
-                    band[name] = values[i][b]
+                    band[key] = values[i][b]
             bands.append(band)
-        report["inputs"].append({"path": str(spec), "dtype": str(dtypes[i]), "bands": bands})
+        report["inputs"].append({"path": name, "dtype": str(dtypes[i]), "bands": bands})
     return report
 
 

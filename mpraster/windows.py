@@ -129,9 +129,10 @@ def plan_windows(
     return tasks
 
 
-def shard_path(output: str, index: int, count: int) -> str:
-    """Where shard ``index`` of ``count`` writes its share of ``output``."""
-    return f"{output}.shard{index:04d}of{count:04d}.tif"
+def shard_path(output: str, index: int, count: int, suffix: str = ".tif") -> str:
+    """Where shard ``index`` of ``count`` writes its share of ``output`` (a raster's
+    ``.tif``, or a stats job's partial results, ``.stats``)."""
+    return f"{output}.shard{index:04d}of{count:04d}{suffix}"
 
 
 def parse_shard(text: str, environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
