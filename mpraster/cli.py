@@ -25,22 +25,14 @@ from mpraster.errors import MprasterError
 from mpraster.execute import execute
 from mpraster.job import plan_job
 from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
-from mpraster.merge import merge_shards
-from mpraster.modes.mpi import comm_executor
-from mpraster.modes.mpi import worker_count as mpi_worker_count
 from mpraster.options import IO_PLACEMENTS, MODES, RunOptions
 from mpraster.output import RESAMPLING_METHODS, CogOptions, parse_overviews
 from mpraster.progress import PROGRESS_KINDS, make_progress
 from mpraster.signals import SignalWatch, flush_and_exit
-from mpraster.stats_command import (
-    StatsRequest,
-    compute_stats,
-    format_report,
-    parse_numbers,
-    write_report,
-)
-from mpraster.stats_shards import merge_stats_shards, shards_kind, stats_shard
 from mpraster.windows import parse_shard
+
+# The merge, stats and MPI modules are imported by the commands that use them: `mpraster
+# run` of a small raster is mostly start-up, and it needs none of them.
 
 # Options that more than one command takes (rio's own --co and --overwrite come from
 # rasterio.rio.options).
@@ -344,6 +336,9 @@ def _mpi_ranks(flags: dict[str, Any]) -> Iterator[tuple[bool, Executor | None]]:
     if flags["mode"] != "mpi":
         yield False, None
         return
+    from mpraster.modes.mpi import comm_executor
+    from mpraster.modes.mpi import worker_count as mpi_worker_count
+
     with comm_executor() as executor:
         if executor is not None:
             flags["jobs"] = flags["jobs"] or mpi_worker_count()
@@ -417,6 +412,9 @@ def merge_command(
     $ mpraster stats dem.tif --percentiles 2,98 -o dem.json --shard 0/2   # and 1/2
     $ mpraster merge dem.json -j 4
     """
+    from mpraster.merge import merge_shards
+    from mpraster.stats_shards import shards_kind
+
     try:
         kind = shards_kind(output)
     except MprasterError as err:
@@ -446,6 +444,8 @@ def _merge_stats(
     flags: dict[str, Any],
 ) -> None:
     """`mpraster merge` of the shards of `mpraster stats --shard`."""
+    from mpraster.stats_shards import merge_stats_shards
+
     watch = SignalWatch(stop_grace)
     try:
         with _mpi_ranks(flags) as (worker_rank, executor):
@@ -532,6 +532,15 @@ def stats_command(
     $ mpraster stats dem.tif --percentiles 50 -o dem.json --shard 0/4   # ... 3/4, then:
     $ mpraster merge dem.json
     """
+    from mpraster.stats_command import (
+        StatsRequest,
+        compute_stats,
+        format_report,
+        parse_numbers,
+        write_report,
+    )
+    from mpraster.stats_shards import stats_shard
+
     watch = SignalWatch(stop_grace)
     try:
         with _mpi_ranks(flags) as (worker_rank, executor):

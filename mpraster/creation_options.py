@@ -407,6 +407,17 @@ def _probe_data(dtype: np.dtype, bands: int, size: int, bits: int) -> np.ndarray
     return values.reshape(bands, size, size).astype(dtype)
 
 
+# The keys of `output_profile` when no creation option is given.
+_OWN_PROFILE_KEYS = frozenset(
+    {
+        *("driver", "dtype", "count", "height", "width", "crs", "transform", "nodata"),
+        *("tiled", "blockxsize", "blockysize", "bigtiff"),
+    }
+)
+# The most bands a GeoTIFF holds (TIFF's SamplesPerPixel is 16 bits).
+_GTIFF_MAX_BANDS = 65535
+
+
 def check_creation_options(profile: Mapping[str, Any], cog: bool = False) -> None:
     """Check the output's creation options, then write a tile with them in memory.
 
@@ -425,6 +436,10 @@ def check_creation_options(profile: Mapping[str, Any], cog: bool = False) -> Non
         Naming the option and why it cannot be used.
     """
     _check_option_table(profile, cog)
+    if not cog and set(profile) <= _OWN_PROFILE_KEYS and int(profile["count"]) <= _GTIFF_MAX_BANDS:
+        # Only what mpraster itself sets (an uncompressed tiled GeoTIFF): nothing for GDAL
+        # to refuse, and the probe's encoding would be most of a small run's work.
+        return
     dtype = np.dtype(profile["dtype"])
     bands = int(profile["count"])
     bits = int(profile.get("nbits") or dtype.itemsize * 8)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from mpraster import __version__, budget
@@ -439,7 +440,7 @@ def _fingerprint(
         ],
         "kernel": [kernel.name, kernel.ref],
         "params": params,
-        "profile": {k: v for k, v in out.profile.items() if k != "num_threads"},
+        "profile": {k: _described(v) for k, v in out.profile.items() if k != "num_threads"},
         "validity": dataclasses.asdict(out.validity),
         "metadata": out.metadata.to_json(),
         "block": options.block_size,
@@ -452,6 +453,13 @@ def _fingerprint(
         together = {n: os.path.abspath(p) for n, p in (targets or {}).items()}
         description["outputs"] = {"this": name, "together": together}
     return fingerprint(description)
+
+
+def _described(value: Any) -> Any:
+    """A profile value as the fingerprint describes it: a CRS by its WKT. Its ``str`` would
+    first look for an authority code in PROJ's database (tens of milliseconds for a CRS
+    without one, and PROJ may print an error on the way)."""
+    return value.to_wkt() if isinstance(value, CRS) else value
 
 
 def _shard(job: Job, options: RunOptions) -> Job:

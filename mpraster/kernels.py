@@ -10,6 +10,7 @@ strings and are converted and checked here, before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -413,16 +414,30 @@ def describe(func: Callable[..., Any], ref: str, name: str | None = None) -> Ker
 
 def builtin_kernels() -> dict[str, Kernel]:
     """The kernels that ship with mpraster, by name."""
+    return {name: _builtin(name) for name in _builtin_functions()}
+
+
+@functools.cache
+def _builtin_functions() -> dict[str, tuple[str, Callable[..., Any]]]:
+    """Every name of a built-in kernel (its own and its aliases): its own name and function."""
     module = importlib.import_module(_BUILTIN_MODULE)
     found = {}
     for attr in module.__all__:
         func = getattr(module, attr)
         spec = getattr(func, _SPEC_ATTR)
         name = spec.name or attr
-        found[name] = describe(func, ref=name)
+        found[name] = (name, func)
         for alias in spec.aliases:
-            found[alias] = found[name]
+            found[alias] = (name, func)
     return found
+
+
+@functools.cache
+def _builtin(name: str) -> Kernel:
+    # Described when first asked for, once per process: describing every kernel would be
+    # much of a small run's planning, and a process worker looks its kernel up again.
+    own, func = _builtin_functions()[name]
+    return _builtin(own) if own != name else describe(func, ref=own)
 
 
 def plugin_kernels() -> dict[str, Any]:
@@ -563,15 +578,15 @@ def load_kernel(ref: str) -> Kernel:
         else:
             func = _load_from_module(location, attr, ref)
         return describe(func, ref=ref, name=attr)
-    builtins = builtin_kernels()
+    builtins = _builtin_functions()
     if ref in builtins:
-        return builtins[ref]
+        return _builtin(ref)
     plugins = plugin_kernels()
     if ref in plugins:  # before a built-in equal but for _ and -: the exact name wins
         return _load_plugin(ref, plugins[ref])
     name = _same_name(ref, builtins)
     if name is not None:
-        return builtins[name]
+        return _builtin(name)
     name = _same_name(ref, plugins)
     if name is not None:
         return _load_plugin(name, plugins[name])

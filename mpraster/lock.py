@@ -21,7 +21,6 @@ import errno
 import json
 import logging
 import os
-import socket
 import time
 
 try:
@@ -32,6 +31,17 @@ except ImportError:  # Windows: no flock; runs go unlocked, with a warning
 from mpraster.errors import OutputLockedError, OutputPathError
 
 logger = logging.getLogger("mpraster")
+
+
+def _host_name() -> str:
+    """This machine's name, as `socket.gethostname` gives it (which is uname's on POSIX):
+    the socket module costs a run's start-up more than the rest of the lock."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
 
 # What flock answers on a filesystem that does not support it.
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
@@ -185,7 +195,7 @@ class OutputLock:
             os.close(fd)
         record = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": _host_name(),
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         self._fd = fd

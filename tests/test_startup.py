@@ -1,0 +1,116 @@
+"""Start-up: a run does not import or do what it does not need, and the public names
+that load on first use are the same objects as before."""
+
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.crs import CRS
+
+import mpraster
+from mpraster import creation_options, job, kernels
+from mpraster.sample import write_raster
+
+# What `mpraster run` used to import for nothing (the stats, shard-merge and MPI commands'
+# modules, and socket for the lock's host name).
+NOT_FOR_A_RUN = [
+    "mpraster.stats_command",
+    "mpraster.stats_shards",
+    "mpraster.summary",
+    "mpraster.zonal",
+    "mpraster.percentiles",
+    "mpraster.merge",
+    "mpraster.modes.mpi",
+    "mpraster.modes.processes",
+    "socket",
+]
+
+
+def test_a_threads_run_imports_none_of_what_it_does_not_need(tmp_path):
+    src = write_raster(tmp_path / "in.tif", np.arange(3 * 8 * 8, dtype=np.uint8).reshape(3, 8, 8))
+    code = (
+        "import sys; from mpraster.cli import main\n"
+        "try:\n"
+        f"    main(['run', {str(src)!r}, {str(tmp_path / 'o.tif')!r}, '-k', 'reverse',"
+        " '--mode', 'threads', '-q', '--progress', 'none'])\n"
+        "except SystemExit as end:\n"
+        "    assert not end.code, end.code\n"
+        f"print(sorted(set({NOT_FOR_A_RUN!r}) & set(sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    with rasterio.open(src) as a, rasterio.open(tmp_path / "o.tif") as b:
+        assert np.array_equal(a.read()[::-1], b.read())
+
+
+def test_public_names_are_the_modules_objects():
+    from mpraster import execute as execute_module
+    from mpraster import reduce as reduce_function
+    from mpraster.kernel_outputs import Output
+    from mpraster.stats_command import compute_stats
+
+    assert mpraster.Output is Output and mpraster.compute_stats is compute_stats
+    # Each is also a module's name: importing the module must not hide the function.
+    importlib.import_module("mpraster.execute")
+    importlib.import_module("mpraster.reduce")
+
+    assert callable(execute_module) and execute_module is mpraster.execute
+    assert callable(reduce_function) and reduce_function is mpraster.reduce
+    for name in mpraster.__all__:
+        assert getattr(mpraster, name) is not None
+    assert set(mpraster.__all__) <= set(dir(mpraster))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mpraster.nope  # noqa: B018
+
+
+def test_a_built_in_kernel_is_described_once_and_its_aliases_are_it():
+    table = kernels.builtin_kernels()
+    assert kernels.load_kernel("ndvi") is table["ndvi"] is table["normalized-difference"]
+    assert kernels.load_kernel("focal_mean") is kernels.load_kernel("focal-mean")
+    table["ndvi"] = None  # the caller's copy
+    assert kernels.builtin_kernels()["ndvi"] is not None
+
+
+def probe_count(monkeypatch):
+    probes = []
+    real = creation_options.MemoryFile
+
+    def counting(*args, **kwargs):
+        probes.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(creation_options, "MemoryFile", counting)
+    return probes
+
+
+def test_the_probe_encodes_a_tile_only_for_creation_options(tmp_path, monkeypatch):
+    src = write_raster(tmp_path / "in.tif", np.ones((1, 8, 8), dtype=np.float32))
+    probes = probe_count(monkeypatch)
+    mpraster.run(src, tmp_path / "a.tif", "reverse")
+    assert probes == []
+    mpraster.run(src, tmp_path / "b.tif", "reverse", creation_options={"compress": "deflate"})
+    assert probes == [1]
+
+
+def test_the_fingerprint_describes_a_crs_by_its_wkt(tmp_path, monkeypatch):
+    """Not by ``str``, which first searches PROJ's database for an authority code (tens
+    of milliseconds for a CRS without one); two CRSs still give two fingerprints."""
+    lcc = "+proj=lcc +lat_1=33 +lat_2=45 +lat_0=39 +lon_0=-96 +datum=NAD83 +units=m +no_defs"
+    data = np.ones((1, 8, 8), dtype=np.uint8)
+    described = []
+    real = job.fingerprint
+    monkeypatch.setattr(job, "fingerprint", lambda d: described.append(d) or real(d))
+    prints = []
+    for lon_0 in ("-96", "-97"):
+        crs = CRS.from_string(lcc.replace("-96", lon_0))
+        src = write_raster(tmp_path / "in.tif", data, crs=crs)
+        prints.append(job.plan_job(src, tmp_path / "o.tif", "reverse").outputs[0].fingerprint)
+        with rasterio.open(src) as dataset:
+            wkt = dataset.crs.to_wkt()
+        assert type(described[-1]["profile"]["crs"]) is str
+        assert described[-1]["profile"]["crs"] == wkt
+    assert prints[0] != prints[1]
