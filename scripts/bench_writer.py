@@ -298,9 +298,14 @@ def saturation_table(rates: dict, runs: int) -> str:
             # Seconds the writer spends per MPix of the kernel's result, every band counted.
             cost = sum(bands / rates[(codec_name(codec), dtype)] for dtype, bands in loads)
             cores = (1 / cost) / per_core
-            cells.append(f"**{cores:.1f}**" if cores < 64 else f"{cores:.0f}")
-        rows.append(f"| {name} | {per_core:.1f} | " + " | ".join(cells) + " |")
+            cells.append(f"**{_figure(cores)}**" if cores < 64 else f"{cores:.0f}")
+        rows.append(f"| {name} | {_figure(per_core)} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _figure(value: float) -> str:
+    """One decimal, or two significant digits below 1 (so a small figure is not 0.0)."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
 
 
 def _seconds(call) -> float:
