@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python scripts/bench_kernels.py --size 6144 --write
 	$(BIN)/python scripts/bench_overhead.py --write
 	$(BIN)/python scripts/bench_startup.py --write
+	$(BIN)/python scripts/bench_writer.py --write
 
 lint: install
 	$(BIN)/python -m pip install -q ruff

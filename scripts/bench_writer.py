@@ -1,0 +1,496 @@
+"""Benchmark the single writer's ceiling: the MPix/s that mpraster's own writer path
+absorbs when results are free, per codec and dtype; the end-to-end no-op run beside it;
+the core count at which each built-in kernel would saturate it; shards + merge; and a
+simulation of many cheap workers feeding one writer.
+
+    $ python scripts/bench_writer.py [--runs 3] [--size 4096] [--write]
+
+The writer is timed through `mpraster.execute._write_outputs` itself (the scheduler, the
+reorder buffer, `TileAssembly`, `OutputWriter` with its checkpoints, finish and rename),
+on a job planned exactly as ``mpraster run -j 2 --mode threads`` plans it (the profile of
+`mpraster.creation_options.output_profile`, NUM_THREADS=2 for a compressed output, the
+main process's GDAL block cache), with every window's result already in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import warnings
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from benchlib import argument_parser, mpraster_command, timed, write_section
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import MemoryFile
+
+import mpraster
+from mpraster.budget import main_gdal_env
+from mpraster.builtin_kernels import (
+    aspect,
+    focal_max,
+    focal_mean,
+    focal_min,
+    hillshade,
+    normalized_difference,
+    rescale,
+    reverse,
+    slope,
+    terrain,
+)
+from mpraster.execute import _write_outputs
+from mpraster.job import plan_job
+from mpraster.kernels import KernelContext
+from mpraster.lock import OutputLock
+from mpraster.merge import merge_shards
+from mpraster.progress import NullProgress
+from mpraster.resume import checksum
+from mpraster.sample import write_raster, write_sample
+from mpraster.stats import RunStats
+from mpraster.worker import WindowResult
+
+CODECS = [None, "DEFLATE", "ZSTD", "LZW"]
+WINDOW = 512
+
+NOOP_SOURCE = '''"""A kernel that returns its input: the run costs only reading and writing."""
+import mpraster
+
+
+@mpraster.kernel(releases_gil=True)
+def noop(src):
+    return src
+'''
+
+
+@mpraster.kernel(releases_gil=True)
+def noop(src):
+    """The same no-op kernel, for in-process runs."""
+    return src
+
+
+def codec_name(codec: str | None) -> str:
+    return codec or "none"
+
+
+def creation(codec: str | None, **more: str) -> dict[str, str]:
+    return ({"compress": codec} if codec else {}) | more
+
+
+def terrain_dem(size: int) -> tuple[np.ndarray, str]:
+    """A size x size float32 DEM of real terrain (matplotlib's SRTM sample mirror-tiled),
+    or mpraster's synthetic sample without matplotlib; and what it is."""
+    try:
+        from matplotlib import cbook
+    except ImportError:
+        cbook = None
+    if cbook is not None:
+        with cbook.get_sample_data("jacksboro_fault_dem.npz") as npz:
+            z = np.asarray(npz["elevation"], dtype=np.float32)
+        tile = np.concatenate([z, z[::-1]], axis=0)
+        tile = np.concatenate([tile, tile[:, ::-1]], axis=1)
+        reps = (-(-size // tile.shape[0]), -(-size // tile.shape[1]))
+        return np.tile(tile, reps)[:size, :size].copy(), "jacksboro_fault_dem (SRTM, mirror-tiled)"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_sample(Path(tmp) / "dem.tif", size=size, bands=1, dtype="uint8")
+        with rasterio.open(path) as src:
+            z = src.read(1).astype(np.float32) * 4.0 + 200.0
+    return z, "mpraster.sample (synthetic)"
+
+
+def shaded(dem: np.ndarray) -> np.ndarray:
+    """uint8 data with a real image's texture: the DEM's hillshade."""
+    padded = np.pad(dem, 1, mode="edge")[np.newaxis]
+    return np.asarray(hillshade(padded, ctx=ctx(halo=1)), dtype=np.uint8).reshape(dem.shape)
+
+
+def ctx(nodata=None, halo=0) -> KernelContext:
+    return KernelContext(None, None, Affine(30.0, 0, 0, 0, -30.0, 0), (nodata, nodata), halo)
+
+
+class _PremadeFeeder:
+    """Hands the writer path results that cost nothing: every window's array is cut out
+    and checksummed (as a worker does) before the clock starts."""
+
+    backend = None
+
+    def __init__(self, job, array: np.ndarray) -> None:
+        self.results = {}
+        for task in job.tasks:
+            w = task.window
+            rows = slice(int(w.row_off), int(w.row_off + w.height))
+            cols = slice(int(w.col_off), int(w.col_off + w.width))
+            data = np.ascontiguousarray(array[np.newaxis, rows, cols])
+            whole = checksum(data, None) if task.parts == 1 else None
+            self.results[task.index] = WindowResult(
+                task.index, (data,), 0.0, 0.0, 0, checksum=(whole,), mask=(None,)
+            )
+
+    def submit(self, task) -> Future:
+        future: Future = Future()
+        future.set_result(self.results[task.index])
+        return future
+
+
+def writer_seconds(src: Path, array: np.ndarray, out: Path, co: dict, cache=None) -> float:
+    """One pass of the production writer path over ``array``: seconds; ``cache``: a GDAL
+    block cache in bytes instead of the run's."""
+    job = plan_job(
+        [str(src)],
+        str(out),
+        noop,
+        jobs=2,
+        mode="threads",
+        creation_options=co,
+        overwrite=True,
+    )
+    feeder = _PremadeFeeder(job, array)
+    stats = RunStats()
+    with (
+        OutputLock(str(out)),
+        main_gdal_env(job.main_cache_bytes, job.gdal_config),
+        rasterio.Env(**({"GDAL_CACHEMAX": cache} if cache else {})),
+    ):
+        start = time.perf_counter()
+        _write_outputs(job, feeder, NullProgress(), None, stats)
+        return time.perf_counter() - start
+
+
+def median_rate(pixels: int, runs: int, once) -> float:
+    times = []
+    for _ in range(runs):
+        times.append(once())
+    return pixels / 1e6 / statistics.median(times)
+
+
+def check_written(out: Path, array: np.ndarray) -> None:
+    with rasterio.open(out) as dst:
+        if not np.array_equal(dst.read(1), array):
+            raise SystemExit(f"{out} does not hold the pixels written")
+
+
+def ceiling_table(data: Path, arrays: dict, runs: int) -> tuple[str, dict]:
+    rows = [
+        "| output codec | float32 MPix/s | float32 MB/s | uint8 MPix/s | uint8 MB/s |",
+        "|---|---|---|---|---|",
+    ]
+    rates: dict[tuple[str, str], float] = {}
+    for codec in CODECS:
+        cells = []
+        for dtype, (src, array) in arrays.items():
+            out = data / f"ceiling-{dtype}-{codec_name(codec)}.tif"
+            co = creation(codec)
+            writer_seconds(src, array, out, co)  # warm, and checked before timing
+            check_written(out, array)
+            rate = median_rate(
+                array.size,
+                runs,
+                lambda src=src, array=array, out=out, co=co: writer_seconds(src, array, out, co),
+            )
+            rates[(codec_name(codec), dtype)] = rate
+            cells.append(f"{rate:.1f} | {rate * array.itemsize:.0f}")
+        rows.append(f"| {codec_name(codec)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows), rates
+
+
+def tuning_table(data: Path, arrays: dict, runs: int) -> str:
+    """The writer's own knobs, float32 DEFLATE: GDAL's compression threads, block cache."""
+    src, array = arrays["float32"]
+    out = data / "tuning.tif"
+    cases = [
+        ("NUM_THREADS=1 (no compression threads)", creation("DEFLATE", num_threads="1"), None),
+        ("NUM_THREADS=2 (what -j 2 sets: the default)", creation("DEFLATE"), None),
+        ("NUM_THREADS=4", creation("DEFLATE", num_threads="4"), None),
+        ("NUM_THREADS=2, GDAL_CACHEMAX=512 MiB", creation("DEFLATE"), 512 << 20),
+        ("NUM_THREADS=2, ZLEVEL=1", creation("DEFLATE", zlevel="1"), None),
+        ("NUM_THREADS=2, PREDICTOR=3", creation("DEFLATE", predictor="3"), None),
+    ]
+    rows = [
+        "| float32, DEFLATE, writer path | MPix/s | cores busy (CPU s / wall s of the process) |",
+        "|---|---|---|",
+    ]
+    for name, co, cache in cases:
+        writer_seconds(src, array, out, co, cache)
+        check_written(out, array)
+        cpu = time.process_time()
+        walls = [writer_seconds(src, array, out, co, cache) for _ in range(runs)]
+        cpu = time.process_time() - cpu
+        rate = array.size / 1e6 / statistics.median(walls)
+        rows.append(f"| {name} | {rate:.1f} | {cpu / sum(walls):.2f} |")
+    return "\n".join(rows)
+
+
+def end_to_end_table(data: Path, arrays: dict, runs: int, rates: dict) -> str:
+    """Whole ``mpraster run`` processes of the no-op kernel (threads, --io main)."""
+    kernel = data / "noop_kernel.py"
+    kernel.write_text(NOOP_SOURCE)
+    rows = [
+        "| float32 no-op, whole process | output codec | -j 1 MPix/s | -j 2 MPix/s | writer ceiling | -j 2 / ceiling |",
+        "|---|---|---|---|---|---|",
+    ]
+    src, array = arrays["float32"]
+    for codec in CODECS:
+        figures = {}
+        for jobs in (1, 2):
+            out = data / f"e2e-{jobs}.tif"
+            co = [f"--co=COMPRESS={codec}"] if codec else []
+            cmd = mpraster_command(
+                src, out, f"{kernel}:noop", "--mode", "threads", "-j", str(jobs), *co
+            )
+            timed(cmd)
+            check_written(out, array)
+            walls = [timed(cmd)[0] for _ in range(runs)]
+            figures[jobs] = array.size / 1e6 / statistics.median(walls)
+        ceiling = rates[(codec_name(codec), "float32")]
+        rows.append(
+            f"| | {codec_name(codec)} | {figures[1]:.1f} | {figures[2]:.1f} | {ceiling:.1f} | "
+            f"{figures[2] / ceiling:.0%} |"
+        )
+    return "\n".join(rows)
+
+
+def kernel_cases():
+    """(name, call, output loads [(dtype, bands)]) of every built-in kernel on one window."""
+    r, c = np.mgrid[0 : WINDOW + 4, 0 : WINDOW + 4]
+    dem = (300 + 40 * np.sin(r / 37.0) * np.cos(c / 23.0)).astype(np.float32)[np.newaxis]
+    rng = np.random.default_rng(0)
+    img = rng.integers(1, 10000, (2, WINDOW + 4, WINDOW + 4), dtype=np.uint16)
+    rgb = rng.integers(0, 255, (3, WINDOW, WINDOW), dtype=np.uint8)
+    h1, h2 = dem[:, 1:-1, 1:-1], img[:, 2:-2, 2:-2]
+    f32, u8 = "float32", "uint8"
+    return [
+        ("reverse cost=0 (3-band uint8)", lambda: reverse(rgb, cost=0), [(u8, 3)]),
+        ("reverse cost=2000, the default (3-band uint8)", lambda: reverse(rgb), [(u8, 3)]),
+        ("normalized-difference (uint16 in)", lambda: normalized_difference(h2, ctx=ctx()), [(f32, 1)]),
+        ("rescale to uint8 (uint16 in)", lambda: rescale(h2[:1], scale=0.01, offset=3.0, dtype="uint8", ctx=ctx()), [(u8, 1)]),
+        ("focal-mean size=3", lambda: focal_mean(dem[:, 1:-1, 1:-1], size=3, ctx=ctx(halo=1)), [(f32, 1)]),
+        ("focal-mean size=5", lambda: focal_mean(dem, size=5, ctx=ctx(halo=2)), [(f32, 1)]),
+        ("focal-max size=3", lambda: focal_max(dem[:, 1:-1, 1:-1], size=3, ctx=ctx(halo=1)), [(f32, 1)]),
+        ("focal-min size=3", lambda: focal_min(dem[:, 1:-1, 1:-1], size=3, ctx=ctx(halo=1)), [(f32, 1)]),
+        ("slope", lambda: slope(h1, ctx=ctx(halo=1)), [(f32, 1)]),
+        ("aspect", lambda: aspect(h1, ctx=ctx(halo=1)), [(f32, 1)]),
+        ("hillshade", lambda: hillshade(h1, ctx=ctx(halo=1)), [(u8, 1)]),
+        ("terrain (slope + aspect + hillshade)", lambda: terrain(h1, ctx=ctx(halo=1)), [(f32, 1), (f32, 1), (u8, 1)]),
+    ]  # fmt: skip
+
+
+def saturation_table(rates: dict, runs: int) -> str:
+    """Cores at which each kernel would saturate the writer = writer MPix/s ÷ kernel MPix/s
+    per core; a kernel writing several bands or outputs loads the writer with each."""
+    pixels = WINDOW * WINDOW
+    rows = [
+        f"| kernel, one {WINDOW}² window, one thread | MPix/s per core | "
+        + " | ".join(f"cores to saturate, {codec_name(c)}" for c in CODECS)
+        + " |",
+        "|---|---|" + "---|" * len(CODECS),
+    ]
+    for name, call, loads in kernel_cases():
+        call()
+        per_core = median_rate(pixels, max(runs, 5), lambda call=call: _seconds(call))
+        cells = []
+        for codec in CODECS:
+            # Seconds the writer spends per MPix of the kernel's result, every band counted.
+            cost = sum(bands / rates[(codec_name(codec), dtype)] for dtype, bands in loads)
+            cores = (1 / cost) / per_core
+            cells.append(f"**{_figure(cores)}**" if cores < 64 else f"{cores:.0f}")
+        rows.append(f"| {name} | {_figure(per_core)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _figure(value: float) -> str:
+    """One decimal, or two significant digits below 1 (so a small figure is not 0.0)."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
+def _seconds(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def simulation_table(data: Path, arrays: dict, runs: int) -> str:
+    """Many cheap workers (threads, the no-op kernel) feeding one writer, in process."""
+    src, array = arrays["float32"]
+    out = data / "sim.tif"
+    rows = [
+        "| no-op workers (threads, --io workers) | output codec | MPix/s | writer busy (write s / wall s) |",
+        "|---|---|---|---|",
+    ]
+    for codec in (None, "DEFLATE"):
+        for jobs in (1, 2, 4, 8):
+
+            def once(jobs=jobs, codec=codec):
+                return mpraster.run(
+                    str(src), str(out), noop, jobs=jobs, mode="threads", io="workers",
+                    creation_options=creation(codec), overwrite=True,
+                )  # fmt: skip
+
+            once()
+            check_written(out, array)
+            results = [once() for _ in range(runs)]
+            best = sorted(results, key=lambda s: s.wall_seconds)[len(results) // 2]
+            rate = array.size / 1e6 / best.wall_seconds
+            busy = best.write_seconds / best.wall_seconds
+            rows.append(f"| -j {jobs} | {codec_name(codec)} | {rate:.1f} | {busy:.0%} |")
+    return "\n".join(rows)
+
+
+def merge_table(data: Path, arrays: dict, runs: int) -> str:
+    """Shards written per rank, then `mpraster merge` (which reads every tile and writes
+    it again through the single writer)."""
+    src, array = arrays["float32"]
+    rows = [
+        "| float32, 4 shards | output codec | merge MPix/s | writer ceiling MPix/s |",
+        "|---|---|---|---|",
+    ]
+    for codec in (None, "DEFLATE"):
+        out = data / f"merged-{codec_name(codec)}.tif"
+        for i in range(4):
+            mpraster.run(
+                str(src), str(out), noop, jobs=1, mode="threads", shard=(i, 4),
+                creation_options=creation(codec), overwrite=True,
+            )  # fmt: skip
+        merge_shards(str(out), overwrite=True)
+        check_written(out, array)
+        rate = median_rate(
+            array.size,
+            runs,
+            lambda out=out: merge_shards(str(out), overwrite=True).wall_seconds,
+        )
+        rows.append(f"| | {codec_name(codec)} | {rate:.1f} | {{ceiling_{codec_name(codec)}}} |")
+    return "\n".join(rows)
+
+
+def gdal_encoded_tile(tile: np.ndarray, codec: str) -> bytes:
+    """``tile`` encoded by GDAL as the writer's GTiff would encode it, on this thread: a
+    one-tile GeoTIFF in memory, of which the tile's bytes are taken (its TIFF directory
+    says where they are)."""
+    rows, cols = tile.shape
+    profile = dict(
+        driver="GTiff", dtype=tile.dtype.name, count=1, height=rows, width=cols,
+        tiled=True, blockxsize=rows, blockysize=cols, compress=codec,
+    )  # fmt: skip
+    with MemoryFile() as memory, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with memory.open(**profile) as dst:
+            dst.write(tile[np.newaxis])
+        with memory.open() as src:
+            offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", 1))
+            size = int(src.get_tag_item("BLOCK_SIZE_0_0", "TIFF", 1))
+        return bytes(memory.getbuffer()[offset : offset + size])
+
+
+def placement_table(data: Path, arrays: dict, runs: int, rates: dict) -> str:
+    """What moving the encoding to the workers would leave the writer: each tile encoded
+    beforehand by GDAL on one core, then only placed, in order, in one file made durable.
+    The writer's MPix/s would be the placement's; each worker pays the encoding."""
+    rows = [
+        "| codec | dtype | GDAL encode in a worker, MPix/s per core | place only, MPix/s "
+        "| today's writer, MPix/s |",
+        "|---|---|---|---|---|",
+    ]
+    for codec in CODECS[1:]:
+        for dtype, (_, array) in arrays.items():
+            tiles = [
+                np.ascontiguousarray(array[r : r + WINDOW, c : c + WINDOW])
+                for r in range(0, array.shape[0], WINDOW)
+                for c in range(0, array.shape[1], WINDOW)
+            ]
+            # Every fourth tile is encoded (timed); the file placed holds each four times.
+            sample = tiles[::4]
+            encoded: list[bytes] = []
+
+            def encode(sample=sample, encoded=encoded, codec=codec) -> float:
+                start = time.perf_counter()
+                encoded[:] = [gdal_encoded_tile(t, codec) for t in sample]
+                return time.perf_counter() - start
+
+            copies = round(len(tiles) / len(sample))
+
+            def place(encoded=encoded, copies=copies) -> float:
+                start = time.perf_counter()
+                with open(data / "placed.bin", "wb") as fh:
+                    for _ in range(copies):
+                        for chunk in encoded:
+                            fh.write(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                return time.perf_counter() - start
+
+            per_core = median_rate(sum(t.size for t in sample), runs, encode)
+            placed = median_rate(array.size, runs, place)
+            rows.append(
+                f"| {codec} | {dtype} | {per_core:.1f} | {placed:.0f} | "
+                f"{rates[(codec, dtype)]:.1f} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argument_parser(__doc__, runs=3)
+    parser.add_argument("--size", type=int, default=4096)
+    args = parser.parse_args()
+    data = args.data / "writer"
+    data.mkdir(parents=True, exist_ok=True)
+    dem, origin = terrain_dem(args.size)
+    arrays = {}
+    for dtype, array in (("float32", dem), ("uint8", shaded(dem))):
+        src = data / f"input-{dtype}-{args.size}.tif"
+        if not src.exists():
+            write_raster(src, array[np.newaxis], tile=512)
+        arrays[dtype] = (src, array)
+    ceiling, rates = ceiling_table(data, arrays, args.runs)
+    print(ceiling, flush=True)
+    tuning = tuning_table(data, arrays, args.runs)
+    print(tuning, flush=True)
+    e2e = end_to_end_table(data, arrays, args.runs, rates)
+    print(e2e, flush=True)
+    saturation = saturation_table(rates, args.runs)
+    print(saturation, flush=True)
+    sim = simulation_table(data, arrays, args.runs)
+    print(sim, flush=True)
+    placement = placement_table(data, arrays, args.runs, rates)
+    print(placement, flush=True)
+    merge = merge_table(data, arrays, args.runs).format(
+        **{f"ceiling_{codec_name(c)}": f"{rates[(codec_name(c), 'float32')]:.1f}" for c in CODECS}
+    )
+    print(merge, flush=True)
+    text = (
+        f"Command: `python scripts/bench_writer.py --runs {args.runs} --size {args.size} --write`; "
+        f"data: {args.size}² float32 DEM from {origin}, and its hillshade as uint8; output "
+        "tiled 512, the codec's default settings; medians of "
+        f"{args.runs}.\n\n"
+        "**The single writer's ceiling** (results free: every window's result in memory, "
+        "checksummed; the production path `_write_outputs` → `TileAssembly` → `OutputWriter` "
+        "with checkpoints, finish and rename; the profile, NUM_THREADS and block cache of a "
+        "`-j 2` run):\n\n"
+        + ceiling
+        + "\n\n**The writer's knobs** (same path):\n\n"
+        + tuning
+        + "\n\n**End to end** (`mpraster run` of a kernel that returns its input, threads, "
+        "--io main), against the ceiling:\n\n"
+        + e2e
+        + "\n\n**Cores at which each built-in kernel saturates the writer** (writer MPix/s ÷ "
+        "kernel MPix/s per core; bold: under 64):\n\n"
+        + saturation
+        + "\n\n**Many cheap workers, one writer** (in process, `mpraster.run`):\n\n"
+        + sim
+        + "\n\n**Encoding in the workers, placing in the writer** (what it would leave the "
+        "writer, outside GDAL):\n\n"
+        + placement
+        + "\n\n**Shards + merge** (`mpraster merge` decodes each shard's tiles and encodes them "
+        "again through the same single writer):\n\n" + merge
+    )
+    if args.write:
+        write_section("writer", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
