@@ -65,7 +65,39 @@ def gdal_env(**options: Any) -> rasterio.Env:
     threads and GDAL's own threads see too; worker processes apply `network_config`. A
     setting in ``options`` (``--config``) wins over the network defaults.
     """
-    return rasterio.Env(**{**network_config(), **options})
+    options = {**network_config(), **options}
+    if isinstance(options.get("GDAL_CACHEMAX"), str):
+        # rasterio hands GDAL_CACHEMAX to GDALSetCacheMax64, which takes bytes (an int).
+        options["GDAL_CACHEMAX"] = cache_max_bytes(options["GDAL_CACHEMAX"])
+    return rasterio.Env(**options)
+
+
+def cache_max_bytes(value: str) -> int:
+    """GDAL_CACHEMAX as GDAL reads it, in bytes: ``N%`` of the physical memory, a number
+    below 100000 in megabytes, a larger one in bytes; ``MB``/``GB`` may follow a number.
+
+    Raises
+    ------
+    OptionError
+        If it is none of these.
+    """
+    text = value.strip().upper()
+    try:
+        if text.endswith("%"):
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            return int(memory * float(text[:-1]) / 100)
+        for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20)):
+            if text.endswith(unit):
+                return int(float(text[: -len(unit)]) * scale)
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise OptionError(
+            f"GDAL_CACHEMAX={value} is not a size: give megabytes (512), bytes (1000000000), "
+            "512MB, 2GB or a share of the memory (10%)"
+        )
+    return number << 20 if number < 100_000 else number
 
 
 def is_local_path(name: str) -> bool:

@@ -22,6 +22,7 @@ from helpers import (
 
 import mpraster
 from mpraster.errors import InputUnreachableError
+from mpraster.inputs import cache_max_bytes
 from mpraster.sample import write_raster
 
 PLACEMENTS = [
@@ -76,6 +77,21 @@ def test_config_must_be_key_value(tmp_path, make_raster, mpraster_cmd, cli_env):
     proc = run_cli(mpraster_cmd, cli_env, make_raster(), tmp_path / "o.tif", "-k", "reverse",
                    "--config", "GDAL_CACHEMAX")  # fmt: skip
     assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr
+
+
+def test_config_gdal_cachemax_is_a_size(tmp_path, make_raster, mpraster_cmd, cli_env):
+    """GDAL_CACHEMAX is read as GDAL reads it (megabytes, bytes, a share of the memory),
+    not handed to rasterio as a string (a traceback once)."""
+    src = make_raster()
+    for value in ("64", "64MB", "5%", "200000000"):
+        proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / f"o{value}.tif", "-k", "reverse",
+                       "--config", f"GDAL_CACHEMAX={value}", "-q")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    assert cache_max_bytes("64") == 64 << 20 and cache_max_bytes("200000000") == 200000000
+    assert cache_max_bytes("1GB") == 1 << 30
+    proc = run_cli(mpraster_cmd, cli_env, src, tmp_path / "o.tif", "-k", "reverse",
+                   "--config", "GDAL_CACHEMAX=lots")  # fmt: skip
+    assert_one_line_error(proc, 2, "GDAL_CACHEMAX=lots is not a size")
 
 
 def free_port() -> int:
