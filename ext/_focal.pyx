@@ -19,6 +19,7 @@ would carry the rounding of wherever a window starts, and an infinity would pois
 later neighbourhood.) Sums are accumulated in float64; counts are exact.
 """
 
+from libc.math cimport NAN
 from libc.string cimport memcpy
 
 from _pixel cimport pixel_t
@@ -45,10 +46,13 @@ cdef inline Py_ssize_t _slot(Py_ssize_t index, Py_ssize_t first, Py_ssize_t size
     return (index - first + size) % size
 
 
-cdef bint _any_missing(const pixel_t* src, Py_ssize_t n, bint has_nodata, double nodata,
+cdef bint _any_missing(const pixel_t* src, Py_ssize_t n, double nodata,
                        const unsigned char* mask, bint has_mask) noexcept nogil:
     """Whether any of ``n`` pixels is missing. Tested in chunks so that each chunk's test
-    vectorises; windows with no missing pixel skip the counting (same result)."""
+    vectorises; windows with no missing pixel skip the counting (same result).
+
+    Here and below ``nodata`` is NaN when there is none: x == NaN is never true, and the
+    tests stay free of branches, which lets the compiler vectorise them."""
     cdef Py_ssize_t start, stop, c
     cdef int found = 0
     cdef double x
@@ -56,13 +60,13 @@ cdef bint _any_missing(const pixel_t* src, Py_ssize_t n, bint has_nodata, double
         for c in range(n):
             if mask[c] == 0:
                 return True
-    if not has_nodata and pixel_t is not float and pixel_t is not double:
+    if nodata != nodata and pixel_t is not float and pixel_t is not double:
         return False
     for start in range(0, n, 4096):
         stop = start + 4096 if start + 4096 < n else n
         for c in range(start, stop):
             x = <double>src[c]
-            found = found | (x != x) | (has_nodata & (x == nodata))
+            found = found | (x != x) | (x == nodata)
         if found:
             return True
     return False
@@ -84,8 +88,8 @@ cdef inline void _add(double* dst, const double* a, const double* b, Py_ssize_t 
 
 
 cdef void _load_sums(const pixel_t* src, const unsigned char* mask, Py_ssize_t n,
-                     bint has_nodata, double nodata, bint counting,
-                     double* value, double* count) noexcept nogil:
+                     double nodata, bint counting, double* value,
+                     double* count) noexcept nogil:
     """One input row as float64 (``NEG_ZERO`` where missing) and, when ``counting``, its
     counts (1 valid, 0 missing); ``mask`` is the row's mask or NULL."""
     cdef Py_ssize_t c
@@ -97,74 +101,102 @@ cdef void _load_sums(const pixel_t* src, const unsigned char* mask, Py_ssize_t n
     elif mask != NULL:
         for c in range(n):
             x = <double>src[c]
-            bad = (x != x) | (has_nodata & (x == nodata)) | (mask[c] == 0)
+            bad = (x != x) | (x == nodata) | (mask[c] == 0)
             value[c] = NEG_ZERO if bad else x
             count[c] = 0.0 if bad else 1.0
     else:
         for c in range(n):
             x = <double>src[c]
-            bad = (x != x) | (has_nodata & (x == nodata))
+            bad = (x != x) | (x == nodata)
             value[c] = NEG_ZERO if bad else x
             count[c] = 0.0 if bad else 1.0
 
 
-cdef void _line_sums(const double* line, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t size,
-                     Py_ssize_t first, double* prefix, double* suffix,
-                     double* total) noexcept nogil:
-    """total[j] = the sum of line[j : j + size] for j < n_out, in blocks from ``first``."""
+cdef void _line_sums(const double* line, const double* line_count, Py_ssize_t n_in,
+                     Py_ssize_t n_out, Py_ssize_t size, Py_ssize_t first, bint counting,
+                     double* prefix, double* suffix, double* total, double* count) noexcept nogil:
+    """total[j] = the sum of line[j : j + size] for j < n_out, in blocks from ``first``;
+    when ``counting``, count[j] likewise from line_count (each pair of chains side by side,
+    which keeps the processor busy while one waits on its last addition). ``prefix`` and
+    ``suffix``: scratch of 2 * n_in."""
     cdef Py_ssize_t start, stop, c
-    cdef double acc
+    cdef double acc, acc_count
+    cdef double* prefix_count = prefix + n_in
+    cdef double* suffix_count = suffix + n_in
     start = first
     while start < n_in:
         stop = start + size if start + size < n_in else n_in
         acc = line[start]
         prefix[start] = acc
-        for c in range(start + 1, stop):
-            acc = acc + line[c]
-            prefix[c] = acc
+        if counting:
+            acc_count = line_count[start]
+            prefix_count[start] = acc_count
+            for c in range(start + 1, stop):
+                acc = acc + line[c]
+                prefix[c] = acc
+                acc_count = acc_count + line_count[c]
+                prefix_count[c] = acc_count
+        else:
+            for c in range(start + 1, stop):
+                acc = acc + line[c]
+                prefix[c] = acc
         start = start + size
     # Suffixes of every block holding a neighbourhood's first pixel; each ends in the line.
     start = first - size if first > 0 else first
     while start < n_out:
         c = start + size - 1
+        stop = start if start > 0 else 0
         acc = line[c]
         suffix[c] = acc
-        stop = start if start > 0 else 0
-        while c > stop:
-            c = c - 1
-            acc = line[c] + acc
-            suffix[c] = acc
+        if counting:
+            acc_count = line_count[c]
+            suffix_count[c] = acc_count
+            while c > stop:
+                c = c - 1
+                acc = line[c] + acc
+                suffix[c] = acc
+                acc_count = line_count[c] + acc_count
+                suffix_count[c] = acc_count
+        else:
+            while c > stop:
+                c = c - 1
+                acc = line[c] + acc
+                suffix[c] = acc
         start = start + size
-    for c in range(n_out):
-        total[c] = suffix[c] + prefix[c + size - 1]
+    _add(total, suffix, prefix + size - 1, n_out)
+    if counting:
+        _add(count, suffix_count, prefix_count + size - 1, n_out)
     c = first
     while c < n_out:
         total[c] = prefix[c + size - 1]
+        if counting:
+            count[c] = prefix_count[c + size - 1]
         c = c + size
 
 
 cdef void _mean_band(const pixel_t* src, const unsigned char* mask, out_t* dst,
                      Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t size, Py_ssize_t first_row,
-                     Py_ssize_t first_col, bint has_nodata, double nodata, out_t fill,
+                     Py_ssize_t first_col, double nodata, out_t fill,
                      double* sums, double* counts, double* lines) noexcept nogil:
     cdef Py_ssize_t half = size // 2, in_rows = rows + size - 1, in_cols = cols + size - 1
     cdef Py_ssize_t i, j, slot, top_slot
-    cdef bint counting = _any_missing(src, in_rows * in_cols, has_nodata, nodata, mask,
-                                      mask != NULL)
+    cdef bint counting = _any_missing(src, in_rows * in_cols, nodata, mask, mask != NULL)
     cdef double area = <double>(size * size)
     cdef double x
+    cdef bint bad
+    cdef out_t* out
     cdef const pixel_t* centre
     cdef const unsigned char* centre_mask
     # Scratch lines: the columns' running prefixes (sums, counts), the columns' totals for
-    # one output row, then _line_sums' prefixes, suffixes and totals (sums, counts).
+    # one output row, _line_sums' prefixes and suffixes (two lines each), its totals.
     cdef double* prefix_sum = lines
     cdef double* prefix_count = lines + in_cols
     cdef double* column_sum = lines + 2 * in_cols
     cdef double* column_count = lines + 3 * in_cols
     cdef double* row_prefix = lines + 4 * in_cols
-    cdef double* row_suffix = lines + 5 * in_cols
-    cdef double* total = lines + 6 * in_cols
-    cdef double* count = lines + 7 * in_cols
+    cdef double* row_suffix = lines + 6 * in_cols
+    cdef double* total = lines + 8 * in_cols
+    cdef double* count = lines + 9 * in_cols
     cdef double* top_sum
     cdef double* top_count
     cdef double* line_sum
@@ -176,7 +208,7 @@ cdef void _mean_band(const pixel_t* src, const unsigned char* mask, out_t* dst,
     for i in range(size - 1):
         slot = _slot(i, first_row, size)
         _load_sums(src + i * in_cols, mask + i * in_cols if mask != NULL else NULL, in_cols,
-                   has_nodata, nodata, counting, sums + slot * in_cols,
+                   nodata, counting, sums + slot * in_cols,
                    counts + slot * in_cols)
         if i == first_row:
             memcpy(prefix_sum, sums + slot * in_cols, in_cols * sizeof(double))
@@ -197,7 +229,7 @@ cdef void _mean_band(const pixel_t* src, const unsigned char* mask, out_t* dst,
         slot = _slot(i + size - 1, first_row, size)
         _load_sums(src + (i + size - 1) * in_cols,
                    mask + (i + size - 1) * in_cols if mask != NULL else NULL, in_cols,
-                   has_nodata, nodata, counting, sums + slot * in_cols,
+                   nodata, counting, sums + slot * in_cols,
                    counts + slot * in_cols)
         if slot == 0:
             memcpy(prefix_sum, sums, in_cols * sizeof(double))
@@ -227,21 +259,29 @@ cdef void _mean_band(const pixel_t* src, const unsigned char* mask, out_t* dst,
             if counting:
                 _add(column_count, top_count, prefix_count, in_cols)
                 line_count = column_count
-        _line_sums(line_sum, in_cols, cols, size, first_col, row_prefix, row_suffix, total)
+        _line_sums(line_sum, line_count, in_cols, cols, size, first_col, counting, row_prefix,
+                   row_suffix, total, count)
+        out = dst + i * cols
         if not counting:
             for j in range(cols):
-                dst[i * cols + j] = <out_t>(total[j] / area)
+                out[j] = <out_t>(total[j] / area)
             continue
-        _line_sums(line_count, in_cols, cols, size, first_col, row_prefix, row_suffix, count)
-        centre = src + (i + half) * in_cols + half
-        centre_mask = mask + (i + half) * in_cols + half if mask != NULL else NULL
+        # Divide, then fill: two loops the compiler vectorises (0 / 0, never kept, raises
+        # nothing in C); a centre that is valid counts itself, so count > 0 where kept.
         for j in range(cols):
-            x = <double>centre[j]
-            if (x != x or (has_nodata and x == nodata) or count[j] == 0.0
-                    or (centre_mask != NULL and centre_mask[j] == 0)):
-                dst[i * cols + j] = fill
-            else:
-                dst[i * cols + j] = <out_t>(total[j] / count[j])
+            out[j] = <out_t>(total[j] / count[j])
+        centre = src + (i + half) * in_cols + half
+        if mask != NULL:
+            centre_mask = mask + (i + half) * in_cols + half
+            for j in range(cols):
+                x = <double>centre[j]
+                bad = (x != x) | (x == nodata) | (centre_mask[j] == 0)
+                out[j] = fill if bad else out[j]
+        else:
+            for j in range(cols):
+                x = <double>centre[j]
+                bad = (x != x) | (x == nodata)
+                out[j] = fill if bad else out[j]
 
 
 def focal_mean(const pixel_t[:, :, ::1] src, out_t[:, :, ::1] dst, double[:, ::1] sums,
@@ -260,7 +300,7 @@ def focal_mean(const pixel_t[:, :, ::1] src, out_t[:, :, ::1] dst, double[:, ::1
     with nogil:
         for b in range(bands):
             _mean_band(&src[b, 0, 0], mask_data, &dst[b, 0, 0], rows, cols, size, first_row,
-                       first_col, has_nodata, nodata, <out_t>fill, &sums[0, 0],
+                       first_col, nodata if has_nodata else NAN, <out_t>fill, &sums[0, 0],
                        &counts[0, 0], &lines[0, 0])
 
 
@@ -283,7 +323,7 @@ cdef inline void _improve(pixel_t* best, const pixel_t* value, Py_ssize_t n,
 
 
 cdef void _load_extremes(const pixel_t* src, const unsigned char* mask, Py_ssize_t n,
-                         bint has_nodata, double nodata, bint counting, pixel_t identity,
+                         double nodata, bint counting, pixel_t identity,
                          pixel_t* value) noexcept nogil:
     """One input row, ``identity`` where missing (only looked for when ``counting``);
     ``mask`` is the row's mask or NULL."""
@@ -294,12 +334,11 @@ cdef void _load_extremes(const pixel_t* src, const unsigned char* mask, Py_ssize
     elif mask != NULL:
         for c in range(n):
             x = <double>src[c]
-            value[c] = identity if (x != x) | (has_nodata & (x == nodata)) | (mask[c] == 0) \
-                else src[c]
+            value[c] = identity if (x != x) | (x == nodata) | (mask[c] == 0) else src[c]
     else:
         for c in range(n):
             x = <double>src[c]
-            value[c] = identity if (x != x) | (has_nodata & (x == nodata)) else src[c]
+            value[c] = identity if (x != x) | (x == nodata) else src[c]
 
 
 cdef void _line_extremes(const pixel_t* line, Py_ssize_t n_in, Py_ssize_t n_out,
@@ -338,15 +377,14 @@ cdef void _line_extremes(const pixel_t* line, Py_ssize_t n_in, Py_ssize_t n_out,
 
 cdef void _extreme_band(const pixel_t* src, const unsigned char* mask, pixel_t* dst,
                         Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t size,
-                        Py_ssize_t first_row, Py_ssize_t first_col, bint has_nodata,
-                        double nodata, pixel_t fill, pixel_t identity, bint maximum,
+                        Py_ssize_t first_row, Py_ssize_t first_col, double nodata, pixel_t fill, pixel_t identity, bint maximum,
                         pixel_t* ring, pixel_t* lines) noexcept nogil:
     # The same walk as _mean_band's, with one value per pixel instead of a sum and a count.
     cdef Py_ssize_t half = size // 2, in_rows = rows + size - 1, in_cols = cols + size - 1
     cdef Py_ssize_t i, j, slot, top_slot
-    cdef bint counting = _any_missing(src, in_rows * in_cols, has_nodata, nodata, mask,
-                                      mask != NULL)
+    cdef bint counting = _any_missing(src, in_rows * in_cols, nodata, mask, mask != NULL)
     cdef double x
+    cdef bint bad
     cdef const pixel_t* centre
     cdef const unsigned char* centre_mask
     cdef pixel_t* prefix = lines
@@ -359,7 +397,7 @@ cdef void _extreme_band(const pixel_t* src, const unsigned char* mask, pixel_t* 
     for i in range(size - 1):
         slot = _slot(i, first_row, size)
         _load_extremes(src + i * in_cols, mask + i * in_cols if mask != NULL else NULL,
-                       in_cols, has_nodata, nodata, counting, identity, ring + slot * in_cols)
+                       in_cols, nodata, counting, identity, ring + slot * in_cols)
         if i == first_row:
             memcpy(prefix, ring + slot * in_cols, in_cols * sizeof(pixel_t))
         elif i > first_row:
@@ -371,7 +409,7 @@ cdef void _extreme_band(const pixel_t* src, const unsigned char* mask, pixel_t* 
         slot = _slot(i + size - 1, first_row, size)
         _load_extremes(src + (i + size - 1) * in_cols,
                        mask + (i + size - 1) * in_cols if mask != NULL else NULL, in_cols,
-                       has_nodata, nodata, counting, identity, ring + slot * in_cols)
+                       nodata, counting, identity, ring + slot * in_cols)
         if slot == 0:
             memcpy(prefix, ring, in_cols * sizeof(pixel_t))
         else:
@@ -391,12 +429,17 @@ cdef void _extreme_band(const pixel_t* src, const unsigned char* mask, pixel_t* 
         if not counting:
             continue
         centre = src + (i + half) * in_cols + half
-        centre_mask = mask + (i + half) * in_cols + half if mask != NULL else NULL
-        for j in range(cols):
-            x = <double>centre[j]
-            if (x != x or (has_nodata and x == nodata)
-                    or (centre_mask != NULL and centre_mask[j] == 0)):
-                out[j] = fill
+        if mask != NULL:
+            centre_mask = mask + (i + half) * in_cols + half
+            for j in range(cols):
+                x = <double>centre[j]
+                bad = (x != x) | (x == nodata) | (centre_mask[j] == 0)
+                out[j] = fill if bad else out[j]
+        else:
+            for j in range(cols):
+                x = <double>centre[j]
+                bad = (x != x) | (x == nodata)
+                out[j] = fill if bad else out[j]
 
 
 def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[:, ::1] ring,
@@ -420,5 +463,6 @@ def focal_extreme(const pixel_t[:, :, ::1] src, pixel_t[:, :, ::1] dst, pixel_t[
     with nogil:
         for b in range(bands):
             _extreme_band(&src[b, 0, 0], mask_data, &dst[b, 0, 0], rows, cols, size,
-                          first_row, first_col, has_nodata, nodata, fill, identity, maximum,
+                          first_row, first_col, nodata if has_nodata else NAN, fill,
+                          identity, maximum,
                           &ring[0, 0], &lines[0, 0])

@@ -260,7 +260,7 @@ def focal_mean(src: np.ndarray, *, size: int = 3, ctx: KernelContext) -> np.ndar
     out = np.empty(shape, dtype=_float_out([src.dtype], {}))
     sums = np.empty((size, src.shape[2]))
     counts = np.empty((size, src.shape[2]))
-    lines = np.empty((8, src.shape[2]))
+    lines = np.empty((10, src.shape[2]))
     mask, has_mask = _mask_args(ctx, 0)
     row0, col0 = _raster_origin(ctx)
     # Band by band: each band has its own nodata value.
