@@ -1,7 +1,7 @@
 """What the benchmark scripts share: their common options, the mpraster command they time,
 timing a whole process (with its peak memory), and the BENCHMARKS.md sections they write.
 
-Imported by bench.py, bench_kernels.py, bench_overhead.py and bench_threadsafe.py (scripts run from this folder,
+Imported by bench.py, bench_kernels.py, bench_focal.py, bench_overhead.py and bench_threadsafe.py (scripts run from this folder,
 so it is on their path); not a script itself.
 """
 
