@@ -32,11 +32,12 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow'
 
-# The peers (rio-mucho, dask, rioxarray) and matplotlib come with the bench extra.
+# The peers (rio-mucho, dask, rioxarray, scipy) and matplotlib come with the bench extra.
 bench: install
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python scripts/bench.py --write
 	$(BIN)/python scripts/bench_kernels.py --size 6144 --write
+	$(BIN)/python scripts/bench_focal.py --runs 21 --write
 	$(BIN)/python scripts/bench_overhead.py --write
 	$(BIN)/python scripts/bench_startup.py --write
 	$(BIN)/python scripts/bench_writer.py --write

@@ -191,18 +191,32 @@ def _focal_halo(params) -> int:
     return params["size"] // 2
 
 
+def _raster_origin(ctx: KernelContext) -> tuple[int, int]:
+    """The raster (row, col) of the array's first pixel: the read window's offsets,
+    negative past the top or left edge; (0, 0) when called without a window.
+
+    The focal loops cut their lines into blocks aligned to these coordinates, so that a
+    pixel's result does not depend on the window it is computed in.
+    """
+    read = ctx.read
+    if read is None:
+        return 0, 0
+    return int(read.row_off), int(read.col_off)
+
+
 def _focal_extreme(src: np.ndarray, size: int, ctx: KernelContext, maximum: bool) -> np.ndarray:
     half = size // 2
     src = np.ascontiguousarray(src)
     out = np.empty((src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half), src.dtype)
-    valid = np.empty(src.shape[1:], src.dtype)
-    rowbest = np.empty((src.shape[1], out.shape[2]), src.dtype)
+    ring = np.empty((size, src.shape[2]), src.dtype)
+    lines = np.empty((4, src.shape[2]), src.dtype)
     if src.dtype.kind == "f":
         identity = -np.inf if maximum else np.inf
     else:
         identity = np.iinfo(src.dtype).min if maximum else np.iinfo(src.dtype).max
     identity = np.array(identity).astype(src.dtype)[()]
     mask, has_mask = _mask_args(ctx, 0)
+    row0, col0 = _raster_origin(ctx)
     # Band by band: each band has its own nodata value.
     for band in range(src.shape[0]):
         value = _band_nodata(ctx, 0, band)
@@ -210,9 +224,11 @@ def _focal_extreme(src: np.ndarray, size: int, ctx: KernelContext, maximum: bool
         _focal.focal_extreme(
             src[band : band + 1],
             out[band : band + 1],
-            valid,
-            rowbest,
+            ring,
+            lines,
             size,
+            row0,
+            col0,
             *_nodata_args(value),
             fill,
             identity,
@@ -236,17 +252,20 @@ _FOCAL = dict(
 def focal_mean(src: np.ndarray, *, size: int = 3, ctx: KernelContext) -> np.ndarray:
     """Mean of each size x size neighbourhood, over its valid pixels (nodata-aware).
 
-    out = sum(valid) / count(valid), summed along each row, then down the column;
-    nodata where the centre pixel is nodata. Past the raster's edge the edge pixels repeat.
+    out = sum(valid) / count(valid), summed in float64 down the columns, then along the
+    row, in an order fixed by raster coordinates (the same bits in every window); nodata
+    where the centre pixel is nodata. Past the raster's edge the edge pixels repeat.
     float32 out (float64 for float64 input).
     """
     half = size // 2
     src = np.ascontiguousarray(src)
     shape = (src.shape[0], src.shape[1] - 2 * half, src.shape[2] - 2 * half)
-    out = np.empty(shape, dtype=np.float64)
-    rowsum = np.empty((src.shape[1], shape[2]))
-    rowcount = np.empty((src.shape[1], shape[2]))
+    out = np.empty(shape, dtype=_float_out([src.dtype], {}))
+    sums = np.empty((size, src.shape[2]))
+    counts = np.empty((size, src.shape[2]))
+    lines = np.empty((10, src.shape[2]))
     mask, has_mask = _mask_args(ctx, 0)
+    row0, col0 = _raster_origin(ctx)
     # Band by band: each band has its own nodata value.
     for band in range(src.shape[0]):
         value = _band_nodata(ctx, 0, band)
@@ -254,15 +273,18 @@ def focal_mean(src: np.ndarray, *, size: int = 3, ctx: KernelContext) -> np.ndar
         _focal.focal_mean(
             src[band : band + 1],
             out[band : band + 1],
-            rowsum,
-            rowcount,
+            sums,
+            counts,
+            lines,
             size,
+            row0,
+            col0,
             *_nodata_args(value),
             fill,
             mask,
             has_mask,
         )
-    return out.astype(_float_out([src.dtype], {}))
+    return out
 
 
 @kernel("focal-max", **_FOCAL)
