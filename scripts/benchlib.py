@@ -1,8 +1,8 @@
 """What the benchmark scripts share: their common options, the mpraster command they time,
 timing a whole process (with its peak memory), and the BENCHMARKS.md sections they write.
 
-Imported by bench.py, bench_kernels.py, bench_overhead.py and bench_threadsafe.py (scripts run from this folder,
-so it is on their path); not a script itself.
+Imported by bench.py, bench_kernels.py, bench_overhead.py, bench_threadsafe.py and
+bench_terrain.py (scripts run from this folder, so it is on their path); not a script itself.
 """
 
 from __future__ import annotations
