@@ -66,6 +66,10 @@ GDAL_OPTIONS = ["TILED=YES", f"BLOCKXSIZE={TILE}", f"BLOCKYSIZE={TILE}", "COMPRE
 # The DEM's place: UTM zone 16N (EPSG:32616) covers its longitude, 84.4 to 84.1 degrees W.
 CRS = "EPSG:32616"
 LATITUDE = 36.6
+# The rows' labels.
+GDALDEM, GDALDEM_2 = "gdaldem", "gdaldem, NUM_THREADS=2"
+J1, J2_MAIN, J2_WORKERS = "mpraster -j 1", "mpraster -j 2 --io main", "mpraster -j 2 --io workers"
+DEFAULT = "mpraster, default mode"
 
 
 @dataclass
@@ -130,7 +134,7 @@ def tools(dem: Path, out: Path, kernels: list[str], gdaldem: str | None, xrs: bo
     """Every row to run; gdaldem's and xarray-spatial's only when they are installed."""
     rows = []
     if gdaldem:
-        for label, extra in (("gdaldem", []), ("gdaldem, NUM_THREADS=2", ["NUM_THREADS=2"])):
+        for label, extra in ((GDALDEM, []), (GDALDEM_2, ["NUM_THREADS=2"])):
             options = [arg for opt in [*GDAL_OPTIONS, *extra] for arg in ("-co", opt)]
             target = {k: out / f"gdaldem{'-nt2' if extra else ''}-{k}.tif" for k in kernels}
             argv = {k: [gdaldem, k, str(dem), str(target[k]), *options, "-q"] for k in kernels}
@@ -150,10 +154,10 @@ def tools(dem: Path, out: Path, kernels: list[str], gdaldem: str | None, xrs: bo
         label = "xarray-spatial + dask threads, 2 workers"
         rows.append(Tool(label, "xarray-spatial", argv, target, shown))
     configs = [
-        ("mpraster -j 1", "j1", ["-j", "1"]),
-        ("mpraster -j 2 --io main", "j2-main", ["-j", "2", "--io", "main"]),
-        ("mpraster -j 2 --io workers", "j2-workers", ["-j", "2", "--io", "workers"]),
-        ("mpraster, default mode", "default", []),
+        (J1, "j1", ["-j", "1"]),
+        (J2_MAIN, "j2-main", ["-j", "2", "--io", "main"]),
+        (J2_WORKERS, "j2-workers", ["-j", "2", "--io", "workers"]),
+        (DEFAULT, "default", []),
     ]
     for label, name, options in configs:
         target = {k: out / f"mpraster-{name}-{k}.tif" for k in kernels}
@@ -171,10 +175,11 @@ def tools(dem: Path, out: Path, kernels: list[str], gdaldem: str | None, xrs: bo
 def output_label(path: Path) -> str:
     """What the file is: data type and codec, read from the file itself."""
     with rasterio.open(path) as src:
-        codec = src.compression.value if src.compression else "uncompressed"
-        predictor = src.profile.get("predictor")
-        extra = f", PREDICTOR={predictor}" if predictor and int(predictor) != 1 else ""
-        return f"{src.dtypes[0]}, {codec}{extra}"
+        structure = src.tags(ns="IMAGE_STRUCTURE")
+        dtype = src.dtypes[0]
+    codec = structure.get("COMPRESSION", "uncompressed")
+    predictor = structure.get("PREDICTOR", "1")
+    return f"{dtype}, {codec}" + (f", PREDICTOR={predictor}" if predictor != "1" else "")
 
 
 def strips(*paths: Path, halo: int = 0) -> Iterator[list[np.ndarray]]:
@@ -192,8 +197,11 @@ def strips(*paths: Path, halo: int = 0) -> Iterator[list[np.ndarray]]:
             h.close()
 
 
-def same_pixels(a: Path, b: Path, interior: bool) -> int:
-    """How many pixels differ between ``a`` and ``b`` (NaN equals NaN)."""
+def differing_pixels(a: Path, b: Path, interior: bool) -> int:
+    """How many pixels differ between ``a`` and ``b``, of one shape (NaN equals NaN);
+    -1 if their shapes differ."""
+    if not same_shape(a, b):
+        return -1
     if not interior:
         with rasterio.open(a) as x, rasterio.open(b) as y:
             return int((~_equal(x.read(), y.read())).sum())
@@ -201,8 +209,6 @@ def same_pixels(a: Path, b: Path, interior: bool) -> int:
 
 
 def _equal(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    if x.shape != y.shape:
-        return np.zeros(1, bool)
     return (x == y) | (np.isnan(x) & np.isnan(y)) if x.dtype.kind == "f" else x == y
 
 
@@ -268,17 +274,20 @@ def check(
     with gdaldem."""
     notes, wrong = [], set()
     by_label = {t.label: t.output[kernel] for t in rows}
-    ref = by_label["mpraster -j 1"]
+    ref = by_label[J1]
     for tool in rows:
         out = by_label[tool.label]
         if tool.kind == "mpraster" and out != ref:
-            if differ := same_shape(ref, out) and same_pixels(ref, out, interior=False):
-                raise SystemExit(f"{tool.label} {kernel}: {differ} pixels differ from -j 1's")
-        elif tool.kind == "gdaldem":
-            differ = same_pixels(ref, out, interior=True) if same_shape(ref, out) else -1
-            if differ:
+            if differ := differing_pixels(ref, out, interior=False):
                 raise SystemExit(
-                    f"{tool.label} {kernel}: {differ} interior pixels differ from mpraster's"
+                    f"{tool.label} {kernel}: output differs from -j 1's ({differ} pixels; "
+                    "-1: another shape)"
+                )
+        elif tool.kind == "gdaldem":
+            if differ := differing_pixels(ref, out, interior=True):
+                raise SystemExit(
+                    f"{tool.label} {kernel}: output differs from mpraster's in the interior "
+                    f"({differ} pixels; -1: another shape)"
                 )
             notes.append(f"{kernel}: {tool.label} bit-identical to mpraster in the interior.")
         elif tool.kind == "xarray-spatial":
@@ -378,36 +387,16 @@ def tables(
             return f"{med(fa.total_mib) / med(fb.total_mib):.2f}×"
         return f"{med(x / y for x, y in zip(fa.wall, fb.wall, strict=True)):.2f}×"
 
-    default, one = "mpraster, default mode", "mpraster -j 1"
+    xrs = rows_named(rows, "xarray-spatial")
     pairs = [
-        ("gdaldem / mpraster default, wall", "gdaldem", default, False),
-        (
-            "gdaldem NUM_THREADS=2 / mpraster default, wall",
-            "gdaldem, NUM_THREADS=2",
-            default,
-            False,
-        ),
-        (
-            "xarray-spatial / mpraster default, wall",
-            rows_named(rows, "xarray-spatial"),
-            default,
-            False,
-        ),
-        ("speed-up of mpraster -j 2 --io main over -j 1", one, "mpraster -j 2 --io main", False),
-        (
-            "speed-up of mpraster -j 2 --io workers over -j 1",
-            one,
-            "mpraster -j 2 --io workers",
-            False,
-        ),
-        ("speed-up of mpraster default over -j 1", one, default, False),
-        ("gdaldem / mpraster default, peak memory", "gdaldem", default, True),
-        (
-            "xarray-spatial / mpraster default, peak memory",
-            rows_named(rows, "xarray-spatial"),
-            default,
-            True,
-        ),
+        ("gdaldem / mpraster default, wall", GDALDEM, DEFAULT, False),
+        ("gdaldem NUM_THREADS=2 / mpraster default, wall", GDALDEM_2, DEFAULT, False),
+        ("xarray-spatial / mpraster default, wall", xrs, DEFAULT, False),
+        ("speed-up of mpraster -j 2 --io main over -j 1", J1, J2_MAIN, False),
+        ("speed-up of mpraster -j 2 --io workers over -j 1", J1, J2_WORKERS, False),
+        ("speed-up of mpraster default over -j 1", J1, DEFAULT, False),
+        ("gdaldem / mpraster default, peak memory", GDALDEM, DEFAULT, True),
+        ("xarray-spatial / mpraster default, peak memory", xrs, DEFAULT, True),
     ]
     lines += [
         "",
@@ -485,7 +474,8 @@ def main() -> int:
             f"{args.runs} interleaved rounds after a checking round; peak memory summed over "
             "the process tree, sampled every 20 ms; page cache warm. Taken "
             f"{time.strftime('%Y-%m-%d')} at commit `{commit or '?'}`; load average "
-            f"{load:.1f} just before the first run (a busy machine slows every row).\n",
+            f"{load:.1f} before the first run and {os.getloadavg()[0]:.1f} after the last "
+            "(a busy machine slows every row).\n",
             f"**slope and hillshade of a {shape} float32 DEM** (matplotlib's "
             "`jacksboro_fault_dem.npz`, real SRTM terrain, mirror-tiled; tiled 512, DEFLATE + "
             f"PREDICTOR=3, {CRS}, {cell[0]} x {cell[1]} m cells). Every output tiled 512, "
