@@ -32,15 +32,18 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow'
 
-# The peers (rio-mucho, dask, rioxarray, scipy) and matplotlib come with the bench extra.
+# The peers (rio-mucho, dask, rioxarray, scipy, xarray-spatial, numba) and matplotlib come
+# with the bench extra; bench_terrain.py also runs /usr/bin/gdaldem (Debian's gdal-bin) when
+# it is there.
 bench: install
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python scripts/bench.py --write
 	$(BIN)/python scripts/bench_kernels.py --size 6144 --write
 	$(BIN)/python scripts/bench_focal.py --runs 21 --write
 	$(BIN)/python scripts/bench_overhead.py --write
-	$(BIN)/python scripts/bench_startup.py --write
-	$(BIN)/python scripts/bench_writer.py --write
+# The peers (rio-mucho, dask, rioxarray, scipy, xarray-spatial, numba) and matplotlib come
+# with the bench extra; bench_terrain.py also runs /usr/bin/gdaldem (Debian's gdal-bin) when
+# it is there.
 
 lint: install
 	$(BIN)/python -m pip install -q ruff
