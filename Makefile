@@ -41,9 +41,9 @@ bench: install
 	$(BIN)/python scripts/bench_kernels.py --size 6144 --write
 	$(BIN)/python scripts/bench_focal.py --runs 21 --write
 	$(BIN)/python scripts/bench_overhead.py --write
-# The peers (rio-mucho, dask, rioxarray, scipy, xarray-spatial, numba) and matplotlib come
-# with the bench extra; bench_terrain.py also runs /usr/bin/gdaldem (Debian's gdal-bin) when
-# it is there.
+	$(BIN)/python scripts/bench_startup.py --write
+	$(BIN)/python scripts/bench_writer.py --write
+	$(BIN)/python scripts/bench_terrain.py --write
 
 lint: install
 	$(BIN)/python -m pip install -q ruff
