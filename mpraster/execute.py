@@ -47,6 +47,7 @@ from mpraster.schedule import StopSignal, schedule
 from mpraster.stats import RunStats
 from mpraster.windows import WindowTask
 from mpraster.worker import WindowResult, WorkerOutput, WorkerSpec
+from mpraster.write_thread import WriteThread
 
 
 def run(
@@ -274,32 +275,44 @@ def _write_outputs(
             writers.append(writers_open.enter_context(writer))
             assemblies.append(TileAssembly(writer, out.dtype, out.bands))
 
+        def write_parts(task: WindowTask, parts: list, known: tuple) -> None:
+            start = time.perf_counter()  # in the writer's thread
+            for assembly, (data, mask), checked in zip(assemblies, parts, known, strict=True):
+                assembly.add(task, data, checked, mask)
+            stats.write_seconds += time.perf_counter() - start
+            progress.advance(1, task.pixels)  # written, as a stopped run journals it
+
         def write(task: WindowTask, result: WindowResult) -> None:
-            start = time.perf_counter()
             if result.slot is not None:
-                parts = feeder.backend.result_arrays(result)
+                # Out of the slot, which goes back for the next window at once.
+                parts = [
+                    (data.copy(), None if mask is None else mask.copy())
+                    for data, mask in feeder.backend.result_arrays(result)
+                ]
+                feeder.backend.release(result)
             else:  # a thread's, an MPI rank's, or one taken from an interrupted run
                 parts = result.parts()
             known = result.checksum or (None,) * len(parts)
-            for assembly, (data, mask), checked in zip(assemblies, parts, known, strict=True):
-                assembly.add(task, data, checked, mask)
-                stats.bytes_written += data.nbytes
-            if result.slot is not None:
-                feeder.backend.release(result)
-            stats.write_seconds += time.perf_counter() - start
+            writes.put(write_parts, task, parts, known)
+            stats.bytes_written += sum(data.nbytes for data, _ in parts)
             stats.windows += 1
             stats.pixels += task.pixels
             stats.read_seconds += result.read_seconds
             stats.compute_seconds += result.compute_seconds
             stats.bytes_read += result.bytes_read
-            progress.advance(1, task.pixels)
 
         progress.start(len(job.tasks), sum(t.pixels for t in job.tasks))
+        # Results wait for the writer's thread in plan order; as many as there are workers
+        # (the memory estimate counts them), so that none waits for the writer needlessly.
+        writes = writers_open.enter_context(WriteThread(job.jobs))
         try:
             schedule(
                 job.tasks, feeder.submit, write, job.in_flight, stats, stop, job.window_timeout
             )
+            writes.finish()
         except (Interrupted, KeyboardInterrupt):
+            # What was handed over is written, then made durable and journaled.
+            writes.finish()
             for writer in writers:
                 writer.stop()
             raise

@@ -25,8 +25,8 @@ class RunStats:
     """The figures of one run: counts, bytes and where the time went (seconds).
 
     ``read_seconds`` and ``compute_seconds`` are summed over all readers and workers, so
-    with several workers they can exceed ``wall_seconds``; ``write_seconds`` and
-    ``wait_seconds`` are the main process's own (time writing, time blocked on workers).
+    with several workers they can exceed ``wall_seconds``; ``write_seconds`` is the
+    writer's thread's, ``wait_seconds`` the main thread's (time blocked on workers).
     """
 
     windows: int = 0
@@ -95,19 +95,18 @@ class RunStats:
     def diagnosis(self) -> tuple[str, str]:
         """What bounds the run, from the timers: (kind, one line of advice).
 
-        The main process writes (and, with ``io="main"``, reads); workers read (with
-        ``io="workers"``) and compute. Whichever side was busy for most of the wall time
-        is the bound: ``writer`` or ``reader`` (the main process, by its larger part),
+        The main thread reads (with ``io="main"``) and the writer's thread writes, side by
+        side; workers read (with ``io="workers"``) and compute. Whichever was busy for most
+        of the wall time is the bound: ``writer``, ``reader`` (the main process's),
         ``compute`` or ``read`` (worker time, in kernels or in reading), else ``overhead``.
         """
         wall = self.wall_seconds or 1e-9
         main_read = self.read_seconds if self.io == "main" else 0.0
         worker_read = self.read_seconds - main_read
         worker_capacity = wall * max(self.jobs, 1)
-        # The main process reads (io=main) and writes on one thread: its busy time is the
-        # sum, and it bounds the run long before either part alone reaches the wall time.
         shares = {
-            "main": (main_read + self.write_seconds) / wall,
+            "writer": self.write_seconds / wall,
+            "reader": main_read / wall,
             "compute": self.compute_seconds / worker_capacity,
             "read": worker_read / worker_capacity,
         }
@@ -118,24 +117,18 @@ class RunStats:
                 f"no stage is busy for more than half the time (largest: {kind} {percent}); "
                 "the run is short or bound by start-up and hand-offs: try larger --block-size"
             )
-        if kind == "main":
-            kind = "writer" if self.write_seconds >= main_read else "reader"
-        parts = f"writing {100 * self.write_seconds / wall:.0f}%" + (
-            f", reading {100 * main_read / wall:.0f}%" if self.io == "main" else ""
-        )
         if self.compression:
             help_writer = (
-                f"try a faster codec than {self.compression} (--co COMPRESS=ZSTD or LZW) or "
-                "none, --co NUM_THREADS=ALL_CPUS"
+                f"try a faster codec than {self.compression} (--co COMPRESS=ZSTD or LZW, or "
+                "ZLEVEL=1) or none"
             )
         else:
             help_writer = "the output is uncompressed: faster storage is what helps"
         advice = {
-            "writer": f"writer-bound: the main process was busy {percent} of wall time "
-            f"({parts}); {help_writer}"
-            + (", and --io workers to read in the workers" if self.io == "main" else ""),
-            "reader": f"reader-bound: the main process was busy {percent} of wall time "
-            f"({parts}); try --io workers to read and decode in parallel",
+            "writer": f"writer-bound: the writer's thread was busy {percent} of wall time; "
+            f"{help_writer}",
+            "reader": f"reader-bound: the main process was reading {percent} of wall time; "
+            "try --io workers to read and decode in parallel",
             "compute": f"compute-bound: kernels kept the workers {percent} busy; more -j "
             "(cores) or a faster kernel is what helps",
             "read": f"read-bound: workers spent {percent} of their time reading; faster "
@@ -156,7 +149,7 @@ class RunStats:
                 f"read    {self.read_seconds:8.2f} s  ({readers})",
                 f"compute {self.compute_seconds:8.2f} s  (workers, summed; {busy:.0f}% of "
                 f"{self.jobs} workers)",
-                f"write   {self.write_seconds:8.2f} s  (main process, "
+                f"write   {self.write_seconds:8.2f} s  (the writer's thread, "
                 f"{100 * self.write_seconds / wall:.0f}% of wall)",
                 f"wait    {self.wait_seconds:8.2f} s  (main process waiting on workers)",
                 *(

@@ -116,7 +116,8 @@ def test_creation_options_and_bytes_across_jobs(tmp_path, make_raster):
 
 
 def test_in_flight_windows_are_bounded(tmp_path, make_raster, monkeypatch):
-    """At most jobs * prefetch windows are held between submission and write."""
+    """At most jobs * prefetch windows are held between submission and the writer's turn,
+    and jobs more wait for the writer's thread."""
     src = make_raster((1, 160, 160), "uint8")
     held, peak = set(), [0]
     real_submit = ThreadPoolExecutor.submit
@@ -144,7 +145,7 @@ def test_in_flight_windows_are_bounded(tmp_path, make_raster, monkeypatch):
         params={"cost": 0},
         block_size=16,
     )
-    assert peak[0] == 6
+    assert peak[0] == 2 * 3 + 2
 
 
 def test_log_progress_lines(tmp_path, make_raster):
