@@ -19,7 +19,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from mpraster import __version__, budget
-from mpraster.creation_options import check_creation_options, output_profile
+from mpraster.creation_options import check_creation_options, followed_codec, output_profile
 from mpraster.errors import KernelDefinitionError, OptionError
 from mpraster.inputs import (
     InputInfo,
@@ -75,6 +75,12 @@ class OutputPlan:
     fingerprint: str = ""
     resume_from: JournalState | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Why the output has its codec (see `mpraster.creation_options.followed_codec`).
+    codec_why: str = ""
+
+
+def _compressed(profile: Mapping[str, Any]) -> bool:
+    return str(profile.get("compress") or "NONE").upper() != "NONE"
 
 
 @dataclass(frozen=True)
@@ -178,8 +184,14 @@ class Job(budget.CacheBudget):
                 f"{k}={v}" for k, v in out.profile.items() if k not in ("crs", "transform")
             )
             name = f" [{out.name}]" if out.name else ""
+            codec = str(out.profile.get("compress") or "none").upper()
+            if self.cog and "compress" not in out.profile:
+                codec = "LZW (GDAL's COG driver's default)"
+            if out.profile.get("predictor"):
+                codec += f", PREDICTOR={out.profile['predictor']}"
             lines += [
                 f"output{name}: {out.path} ({'COG, ' if self.cog else ''}{profile})",
+                f"  codec: {codec} ({out.codec_why})",
                 f"  validity: {out.validity.describe()}; georeferenced by "
                 f"{out.metadata.georeferencing.kind}",
             ]
@@ -195,6 +207,7 @@ class _OutputSpec:
     profile: Mapping[str, Any]
     validity: OutputValidity
     metadata: OutputMetadata
+    codec_why: str = ""
 
 
 def plan_job(
@@ -219,8 +232,8 @@ def plan_job(
     targets = output_targets(kernel, output)
     params = _kernel_params(kernel, options)
     jobs = options.worker_count
-    mode, io, why = options.placement(kernel)
-    check_importable("kernel", kernel.name, kernel.ref, mode)
+    # The mode needs no input's header: a kernel the mode cannot import fails first.
+    check_importable("kernel", kernel.name, kernel.ref, options.placement(kernel)[0])
     with gdal_env(**options.gdal_config):
         infos, metadata = inspect_inputs_and_metadata(specs)
     names = [str(spec) for spec in specs]
@@ -234,10 +247,12 @@ def plan_job(
         outputs.append(
             OutputPlan(
                 os.fspath(path), name, out.dtype, out.bands, out.profile, out.validity,
-                out.metadata, print_,
+                out.metadata, print_, codec_why=out.codec_why,
             )
         )  # fmt: skip
     halo = kernel.halo(params)
+    compressed = options.cog is not None or any(_compressed(o.profile) for o in outputs)
+    mode, io, why = options.placement(kernel, infos, halo, compressed)
     tasks = plan_windows(
         infos[0].height, infos[0].width, options.block_size, halo, _TASKS_PER_WORKER * jobs
     )
@@ -372,7 +387,8 @@ def _output_spec(
         # No transform to go with a CRS: GCPs with theirs, RPCs, or nothing.
         profile.update(out_meta.georeferencing.profile())
     check_creation_options(profile, options.cog is not None)
-    return _OutputSpec(dtype, bands, profile, validity, out_meta)
+    codec_why = followed_codec(infos[0], dtype, options.creation_options)[1]
+    return _OutputSpec(dtype, bands, profile, validity, out_meta, codec_why)
 
 
 def _output_metadata(
