@@ -79,10 +79,6 @@ class OutputPlan:
     codec_why: str = ""
 
 
-def _compressed(profile: Mapping[str, Any]) -> bool:
-    return str(profile.get("compress") or "NONE").upper() != "NONE"
-
-
 @dataclass(frozen=True)
 class Job(budget.CacheBudget):
     """A checked and planned run: everything decided before any pixel is read."""
@@ -251,8 +247,7 @@ def plan_job(
             )
         )  # fmt: skip
     halo = kernel.halo(params)
-    compressed = options.cog is not None or any(_compressed(o.profile) for o in outputs)
-    mode, io, why = options.placement(kernel, infos, halo, compressed)
+    mode, io, why = options.placement(kernel, infos, halo)
     tasks = plan_windows(
         infos[0].height, infos[0].width, options.block_size, halo, _TASKS_PER_WORKER * jobs
     )

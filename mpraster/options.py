@@ -175,7 +175,6 @@ class RunOptions:
         kernel: Kernel,
         infos: Sequence[InputInfo] | None = None,
         halo: int = 0,
-        compressed_output: bool = False,
     ) -> tuple[str, str, str]:
         """Choose the mode and I/O placement for ``kernel``; returns (mode, io, why).
 
@@ -184,8 +183,7 @@ class RunOptions:
         decoding. MPI ranks may be on other nodes: each reads its own windows from the
         shared filesystem. Without ``--io``, threads and processes read in the main process
         unless `worker_reads` says the workers should (``infos``: the inputs' headers,
-        ``halo``: the kernel's, ``compressed_output``: whether the writer compresses);
-        without ``infos`` (a reduction: no writer), in the main process.
+        ``halo``: the kernel's); without ``infos`` (a reduction), in the main process.
         """
         mode, io = self.mode, self.io
         if mode == "mpi":
@@ -200,22 +198,26 @@ class RunOptions:
             if io is None and infos is None:
                 io = "main"
             elif io is None:
-                io, reason = worker_reads(infos, halo, compressed_output)
+                io, reason = worker_reads(infos, halo)
                 why += f"; io={io}: {reason}"
         if self.jobs is None:
             why += "; -j from the CPUs this process may use"
         return mode, io, why
 
 
-def worker_reads(infos: Sequence[InputInfo], halo: int, compressed_output: bool) -> tuple[str, str]:
+def worker_reads(infos: Sequence[InputInfo], halo: int) -> tuple[str, str]:
     """Who should read the windows of a job whose kernel releases the GIL, and why.
 
-    Decoding a compressed input is the one part of reading worth spreading: with worker
-    I/O every worker decodes its own windows while the main process only writes, instead
-    of the main process decoding every window before a worker can start on it. Measured
-    on 2 cores (BENCHMARKS.md, "Who reads"), ... A halo makes neighbouring windows share
-    their edge tiles: workers with caches of their own would each decode them again,
-    while the main process's one cache decodes each tile once.
+    Decoding a compressed input is the part of reading worth spreading: with worker I/O
+    every worker decodes its own windows while the main process only writes, instead of
+    the main process decoding every window before a worker can start on it. A halo makes
+    neighbouring windows share their edge tiles: workers, each with a block cache of its
+    own, would decode those again (8-23% more CPU for slope on a DEFLATE DEM), while the
+    main process's one cache decodes each tile once. An uncompressed input costs little to
+    read: the main process reads it, and workers start on arrays at once. Whether the
+    output is compressed does not change the choice: a DEFLATE output makes the run
+    writer-bound, and both placements then run within a few percent of each other
+    (BENCHMARKS.md, "Who reads by default").
     """
     compressed = [i for i in infos if i.compression is not None]
     if not compressed:
