@@ -99,7 +99,7 @@ def commands(job: Job, out: Path) -> dict[str, list[str]]:
     extra = [] if same else ["--co", f"COMPRESS={job.compress or 'NONE'}"]
     for mode, io in [(None, None), *CONFIGS]:
         for jobs in (1, 2):
-            target = out / f"{job.name}-{mode}-{io}-{jobs}.tif"
+            target = out / f"{job.name}-{f'{mode}-{io}' if mode else 'defaults'}-{jobs}.tif"
             options = ["-p", f"cost={job.cost}", "-j", str(jobs)]
             label = DEFAULTS
             if mode is not None:
