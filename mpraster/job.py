@@ -181,13 +181,14 @@ class Job(budget.CacheBudget):
             )
             name = f" [{out.name}]" if out.name else ""
             codec = str(out.profile.get("compress") or "none").upper()
+            why = out.codec_why
             if self.cog and "compress" not in out.profile:
-                codec = "LZW (GDAL's COG driver's default)"
+                codec, why = "LZW", f"GDAL's COG driver's default; {why.split(';')[0]}"
             if out.profile.get("predictor"):
                 codec += f", PREDICTOR={out.profile['predictor']}"
             lines += [
                 f"output{name}: {out.path} ({'COG, ' if self.cog else ''}{profile})",
-                f"  codec: {codec} ({out.codec_why})",
+                f"  codec: {codec} ({why})",
                 f"  validity: {out.validity.describe()}; georeferenced by "
                 f"{out.metadata.georeferencing.kind}",
             ]

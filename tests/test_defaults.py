@@ -111,6 +111,11 @@ def test_a_cog_follows_the_inputs_codec(tmp_path, make_raster):
     out = tmp_path / "cog.tif"
     mpraster.run(src, out, "slope", cog=mpraster.output.CogOptions(), jobs=1, block_size=128)
     assert _structure(out)["LAYOUT"] == "COG" and _codec(out) == ("DEFLATE", "3")
+    plain = make_raster((1, 300, 300), "float32", tile=128)
+    job = mpraster.plan_job(plain, tmp_path / "o.tif", "slope", cog=mpraster.output.CogOptions())
+    assert "  codec: LZW (GDAL's COG driver's default; the first input is uncompressed)" in (
+        job.describe()
+    )
 
 
 def test_dry_run_names_the_codec_and_why(tmp_path, make_raster, mpraster_cmd, cli_env):
