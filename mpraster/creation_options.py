@@ -39,9 +39,11 @@ def output_profile(
 ) -> dict[str, Any]:
     """The output's profile: the input's grid, the kernel's dtype and bands, tiled at ``block``.
 
-    A compressed output compresses on ``compress_threads`` GDAL threads unless the creation
-    options set NUM_THREADS: the single writer would otherwise compress every tile itself
-    and bound an I/O-bound run (GDAL writes the tiles in order either way).
+    Without ``COMPRESS`` in ``creation_options`` the output takes the first input's codec
+    (see `followed_codec`). A compressed output compresses on ``compress_threads`` GDAL
+    threads unless the creation options set NUM_THREADS: the single writer would otherwise
+    compress every tile itself and bound an I/O-bound run (GDAL writes the tiles in order
+    either way).
 
     Raises
     ------
@@ -62,6 +64,8 @@ def output_profile(
         "blockysize": block,
         "bigtiff": "IF_SAFER",
     }
+    # The first input's codec unless the creation options choose one (`followed_codec`).
+    profile.update(followed_codec(first, dtype, creation_options or {})[0])
     for key, value in (creation_options or {}).items():
         if key.lower() in _RESERVED_CREATION_OPTIONS:
             raise OptionError(
@@ -72,6 +76,43 @@ def output_profile(
     if profile.get("compress") and "num_threads" not in profile and compress_threads > 1:
         profile["num_threads"] = str(compress_threads)
     return profile
+
+
+def followed_codec(
+    first: InputInfo, dtype: np.dtype, creation_options: Mapping[str, Any]
+) -> tuple[dict[str, str], str]:
+    """The creation options the output takes from the first input's codec, and why.
+
+    As rasterio's ``dst = rasterio.open(..., **src.profile)`` pattern does, a DEFLATE,
+    LZW, ZSTD or LZMA input gives an output of the same codec and predictor, so that a
+    compressed input does not turn into an output several times its size and a run
+    compares like with like with the tools that copy the profile. The predictor is dropped
+    where it cannot encode the output (PREDICTOR=3 for an integer output, any with NBITS).
+    Lossy and image-only codecs (JPEG, WEBP, LERC, JXL, CCITT) and PACKBITS are not
+    followed: a kernel's output is other data. ``--co COMPRESS=...`` (NONE included)
+    overrides all this.
+    """
+    given = {str(key).lower() for key in creation_options}
+    if "compress" in given:
+        return {}, "--co COMPRESS was given"
+    codec = first.compression
+    if codec is None:
+        return {}, "the first input is uncompressed; --co COMPRESS=DEFLATE compresses it"
+    if codec not in _PREDICTOR_CODECS:
+        return {}, (
+            f"the first input's {codec} is not followed (lossy or made for images); "
+            "--co COMPRESS=DEFLATE compresses it"
+        )
+    options = {"compress": codec}
+    why = "the first input's, as rasterio's src.profile"
+    if first.predictor != 1 and "predictor" not in given:
+        if first.predictor == 3 and dtype.kind != "f":
+            why += f", without its PREDICTOR=3: the output is {dtype.name}"
+        elif "nbits" in given:
+            why += f", without its PREDICTOR={first.predictor}: NBITS is set"
+        else:
+            options["predictor"] = str(first.predictor)
+    return options, why + "; --co COMPRESS=NONE for none"
 
 
 _GTIFF_DOC = "https://gdal.org/drivers/raster/gtiff.html#creation-options"

@@ -177,6 +177,12 @@ class InputInfo:
     # per-dataset mask (internal, .msk or an alpha band), every band that has one for
     # per-band masks (a pixel is valid where all of them say so); empty: no mask.
     mask_bands: tuple[int, ...] = ()
+    # How its pixels are stored, as GDAL's IMAGE_STRUCTURE metadata names it: the codec
+    # ("DEFLATE", "LZW", "JPEG", ...; None: uncompressed) and the TIFF predictor (1: none).
+    # The output's default codec follows the first input's; whether reading it costs
+    # decoding helps choose who reads (`RunOptions.placement`).
+    compression: str | None = None
+    predictor: int = 1
 
     @property
     def count(self) -> int:
@@ -354,7 +360,19 @@ def _input_info(path: str, src, bands: tuple[int, ...], dtype: str) -> InputInfo
         block_shape=tuple(src.block_shapes[bands[0] - 1]),
         nodatavals=nodatavals,
         mask_bands=mask_bands,
+        **input_codec(src),
     )
+
+
+def input_codec(src) -> dict[str, Any]:
+    """The codec and predictor of an open dataset, as `InputInfo` records them."""
+    structure = src.tags(ns="IMAGE_STRUCTURE")
+    codec = structure.get("COMPRESSION", "").upper()
+    predictor = structure.get("PREDICTOR", "1")
+    return {
+        "compression": None if codec in ("", "NONE") else codec,
+        "predictor": int(predictor) if predictor.isdigit() else 1,
+    }
 
 
 def _check_georeferencing(infos: Sequence[InputInfo], metadata: Sequence[InputMetadata]) -> None:

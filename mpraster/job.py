@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from mpraster import __version__, budget
-from mpraster.creation_options import check_creation_options, output_profile
+from mpraster.creation_options import check_creation_options, followed_codec, output_profile
 from mpraster.errors import KernelDefinitionError, OptionError
 from mpraster.inputs import (
     InputInfo,
@@ -76,6 +76,8 @@ class OutputPlan:
     fingerprint: str = ""
     resume_from: JournalState | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Why the output has its codec (see `mpraster.creation_options.followed_codec`).
+    codec_why: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,15 @@ class Job(budget.CacheBudget):
                 f"{k}={v}" for k, v in out.profile.items() if k not in ("crs", "transform")
             )
             name = f" [{out.name}]" if out.name else ""
+            codec = str(out.profile.get("compress") or "none").upper()
+            why = out.codec_why
+            if self.cog and "compress" not in out.profile:
+                codec, why = "LZW", f"GDAL's COG driver's default; {why.split(';')[0]}"
+            if out.profile.get("predictor"):
+                codec += f", PREDICTOR={out.profile['predictor']}"
             lines += [
                 f"output{name}: {out.path} ({'COG, ' if self.cog else ''}{profile})",
+                f"  codec: {codec} ({why})",
                 f"  validity: {out.validity.describe()}; georeferenced by "
                 f"{out.metadata.georeferencing.kind}",
             ]
@@ -196,6 +205,7 @@ class _OutputSpec:
     profile: Mapping[str, Any]
     validity: OutputValidity
     metadata: OutputMetadata
+    codec_why: str = ""
 
 
 def plan_job(
@@ -220,8 +230,8 @@ def plan_job(
     targets = output_targets(kernel, output)
     params = _kernel_params(kernel, options)
     jobs = options.worker_count
-    mode, io, why = options.placement(kernel)
-    check_importable("kernel", kernel.name, kernel.ref, mode)
+    # The mode needs no input's header: a kernel the mode cannot import fails first.
+    check_importable("kernel", kernel.name, kernel.ref, options.placement(kernel)[0])
     with gdal_env(**options.gdal_config):
         infos, metadata = inspect_inputs_and_metadata(specs)
     names = [str(spec) for spec in specs]
@@ -235,10 +245,11 @@ def plan_job(
         outputs.append(
             OutputPlan(
                 os.fspath(path), name, out.dtype, out.bands, out.profile, out.validity,
-                out.metadata, print_,
+                out.metadata, print_, codec_why=out.codec_why,
             )
         )  # fmt: skip
     halo = kernel.halo(params)
+    mode, io, why = options.placement(kernel, infos, halo)
     tasks = plan_windows(
         infos[0].height, infos[0].width, options.block_size, halo, _TASKS_PER_WORKER * jobs
     )
@@ -373,7 +384,8 @@ def _output_spec(
         # No transform to go with a CRS: GCPs with theirs, RPCs, or nothing.
         profile.update(out_meta.georeferencing.profile())
     check_creation_options(profile, options.cog is not None)
-    return _OutputSpec(dtype, bands, profile, validity, out_meta)
+    codec_why = followed_codec(infos[0], dtype, options.creation_options)[1]
+    return _OutputSpec(dtype, bands, profile, validity, out_meta, codec_why)
 
 
 def _output_metadata(

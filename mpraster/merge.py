@@ -15,7 +15,7 @@ from rasterio.io import DatasetReader
 from mpraster.budget import main_gdal_env
 from mpraster.creation_options import output_profile
 from mpraster.errors import ShardMergeError
-from mpraster.inputs import InputInfo, open_raster
+from mpraster.inputs import InputInfo, input_codec, open_raster
 from mpraster.lock import OutputLock
 from mpraster.metadata import OutputMetadata
 from mpraster.options import default_jobs
@@ -152,6 +152,8 @@ def _merged_profile(first: DatasetReader, plan: dict, metadata: OutputMetadata) 
         first.crs,
         first.transform,
         first.nodata,
+        # The shards were written with the job's codec: the same one follows.
+        **input_codec(first),
     )
     profile = output_profile(
         info,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from mpraster.errors import OptionError
 from mpraster.windows import check_block_size
 
 if TYPE_CHECKING:
+    from mpraster.inputs import InputInfo
     from mpraster.kernels import Kernel
     from mpraster.output import CogOptions
 
@@ -169,26 +170,61 @@ class RunOptions:
         """``jobs``, or the CPUs this process may use (`default_jobs`)."""
         return self.jobs if self.jobs is not None else default_jobs()
 
-    def placement(self, kernel: Kernel) -> tuple[str, str, str]:
+    def placement(
+        self,
+        kernel: Kernel,
+        infos: Sequence[InputInfo] | None = None,
+        halo: int = 0,
+    ) -> tuple[str, str, str]:
         """Choose the mode and I/O placement for ``kernel``; returns (mode, io, why).
 
-        ``auto`` runs a GIL-releasing kernel in threads with main I/O, and one that holds
-        the GIL in processes with worker I/O, so that neither the kernel nor the decoding
-        is serialised by the GIL. MPI ranks may be on other nodes: each reads its own
-        windows from the shared filesystem.
+        ``auto`` runs a GIL-releasing kernel in threads and one that holds the GIL in
+        processes with worker I/O, so that the GIL serialises neither the kernel nor the
+        decoding. MPI ranks may be on other nodes: each reads its own windows from the
+        shared filesystem. Without ``--io``, threads and processes read in the main process
+        unless `worker_reads` says the workers should (``infos``: the inputs' headers,
+        ``halo``: the kernel's); without ``infos`` (a reduction), in the main process.
         """
         mode, io = self.mode, self.io
         if mode == "mpi":
             mode, io, why = mode, io or "workers", "--mode mpi was given"
-        elif mode != "auto":
-            mode, io, why = mode, io or "main", f"--mode {mode} was given"
-        elif kernel.releases_gil:
-            mode, io, why = "threads", io or "main", f"kernel '{kernel.name}' releases the GIL"
-        else:
+        elif mode == "auto" and not kernel.releases_gil:
             mode, io, why = "processes", io or "workers", f"kernel '{kernel.name}' holds the GIL"
+        else:
+            if mode == "auto":
+                mode, why = "threads", f"kernel '{kernel.name}' releases the GIL"
+            else:
+                why = f"--mode {mode} was given"
+            if io is None and infos is None:
+                io = "main"
+            elif io is None:
+                io, reason = worker_reads(infos, halo)
+                why += f"; io={io}: {reason}"
         if self.jobs is None:
             why += "; -j from the CPUs this process may use"
         return mode, io, why
+
+
+def worker_reads(infos: Sequence[InputInfo], halo: int) -> tuple[str, str]:
+    """Who should read the windows of a job whose kernel releases the GIL, and why.
+
+    Decoding a compressed input is the part of reading worth spreading: with worker I/O
+    every worker decodes its own windows while the main process only writes, instead of
+    the main process decoding every window before a worker can start on it. A halo makes
+    neighbouring windows share their edge tiles: workers, each with a block cache of its
+    own, would decode those again (8-23% more CPU for slope on a DEFLATE DEM), while the
+    main process's one cache decodes each tile once. An uncompressed input costs little to
+    read: the main process reads it, and workers start on arrays at once. Whether the
+    output is compressed does not change the choice: a DEFLATE output makes the run
+    writer-bound, and both placements then run within a few percent of each other
+    (BENCHMARKS.md, "Who reads by default").
+    """
+    compressed = [i for i in infos if i.compression is not None]
+    if not compressed:
+        return "main", "no input to decode"
+    if halo:
+        return "main", f"a halo of {halo}: one reader decodes the tiles windows share once"
+    return "workers", f"each worker decodes its own windows ({compressed[0].compression} input)"
 
 
 def check_output_format(output: str | os.PathLike) -> None:

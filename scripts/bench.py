@@ -7,12 +7,16 @@ Jobs (inputs are built once in --data, from the real RGB.byte.tif):
 * ``cpu-rgb``: ``reverse`` cost 2000 on RGB.byte.tif (rasterio's concurrency example).
 * ``cpu-2048``: the same on a 2048 x 2048 mosaic of that imagery.
 * ``io-8192``: band reversal (cost 0) of an 8192 x 8192 x 3 uint8 DEFLATE-tiled mosaic,
-  written DEFLATE-compressed.
+  written DEFLATE-compressed by every tool: the peers are told ``--compress deflate``,
+  mpraster follows the input's codec by default (a job whose output codec differs from
+  the input's passes ``--co COMPRESS=...``). Each table names the codec each row wrote,
+  read back from its output.
 * ``memory``: the I/O-bound job in every mode and I/O placement with -j 2 on that mosaic and
   on one of twice its side (16384 x 16384, four times the pixels): peak memory must not
   follow the raster.
 
-Each job runs mpraster in every mode and I/O placement and every peer found (scripts/peers/:
+Each job runs mpraster with its defaults (``--mode auto``, no ``--io``: what a user gets),
+in every mode and I/O placement, and every peer found (scripts/peers/:
 rasterio's thread- and process-pool examples, rio-mucho, dask + rioxarray, and GDAL's own
 copy for the I/O job) with -j 1 and -j 2, interleaved round by round so drift hits every
 command alike. Every output is checked against the input (band-reversed) before anything is
@@ -60,7 +64,19 @@ class Job:
     title: str
     input: Path
     cost: int
+    # The codec every tool writes (None: uncompressed), and the input's.
     compress: str | None
+    input_codec: str | None = None
+
+    def __post_init__(self) -> None:
+        self.input_codec = codec_of(self.input)
+
+
+def codec_of(path: Path) -> str | None:
+    """The file's codec as GDAL names it (``DEFLATE``), None when uncompressed."""
+    with rasterio.open(path) as src:
+        codec = src.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION", "NONE").upper()
+    return None if codec == "NONE" else codec
 
 
 @dataclass
@@ -68,16 +84,28 @@ class Figures:
     wall: list[float] = field(default_factory=list)
     main_mib: list[float] = field(default_factory=list)
     total_mib: list[float] = field(default_factory=list)
+    codec: str = ""
+
+
+# mpraster as a user runs it (no --mode, no --io: what `auto` picks), then every placement.
+DEFAULTS = "mpraster, defaults (`--mode auto`)"
 
 
 def commands(job: Job, out: Path) -> dict[str, list[str]]:
     cmds = {}
-    extra = ["--co", f"COMPRESS={job.compress}"] if job.compress else []
-    for mode, io in CONFIGS:
+    # mpraster's output follows the input's codec by default (the peers' src.profile
+    # pattern): only an output codec other than the input's is asked for.
+    same = (job.compress or "").upper() == (job.input_codec or "")
+    extra = [] if same else ["--co", f"COMPRESS={job.compress or 'NONE'}"]
+    for mode, io in [(None, None), *CONFIGS]:
         for jobs in (1, 2):
-            target = out / f"{job.name}-{mode}-{io}-{jobs}.tif"
-            options = ["-p", f"cost={job.cost}", "--mode", mode, "--io", io, "-j", str(jobs)]
-            cmds[f"mpraster `--mode {mode} --io {io}`|{jobs}"] = mpraster_command(
+            target = out / f"{job.name}-{f'{mode}-{io}' if mode else 'defaults'}-{jobs}.tif"
+            options = ["-p", f"cost={job.cost}", "-j", str(jobs)]
+            label = DEFAULTS
+            if mode is not None:
+                options += ["--mode", mode, "--io", io]
+                label = f"mpraster `--mode {mode} --io {io}`"
+            cmds[f"{label}|{jobs}"] = mpraster_command(
                 job.input, target, "reverse", *options, *extra
             )
     peers = dict(PEER_SCRIPTS)
@@ -137,6 +165,8 @@ def measure(
             wrong.append(name)
             del cmds[name]
     figures = {name: Figures() for name in cmds}
+    for name, cmd in cmds.items():
+        figures[name].codec = codec_of(Path(cmd[cmd.index(str(job.input)) + 1])) or "none"
     for round_ in range(runs):
         for name, cmd in cmds.items():
             wall, main, total = timed(cmd)
@@ -152,8 +182,8 @@ def table(job: Job, figures: dict[str, Figures], wrong: list[str]) -> str:
     med = statistics.median
     rows = [
         f"**{job.title}**\n",
-        "| how | -j 1 wall (s) | -j 2 wall (s) | speed-up -j 2 / -j 1 | peak MiB main (-j 2) | peak MiB all processes (-j 2) |",
-        "|---|---|---|---|---|---|",
+        "| how | output codec | -j 1 wall (s) | -j 2 wall (s) | speed-up -j 2 / -j 1 | peak MiB main (-j 2) | peak MiB all processes (-j 2) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label in labels:
         one, two = figures.get(f"{label}|1"), figures.get(f"{label}|2")
@@ -161,7 +191,7 @@ def table(job: Job, figures: dict[str, Figures], wrong: list[str]) -> str:
             continue
         speedup = med(a / b for a, b in zip(one.wall, two.wall, strict=True))
         rows.append(
-            f"| {label} | {med(one.wall):.2f} | {med(two.wall):.2f} | {speedup:.2f}× "
+            f"| {label} | {two.codec} | {med(one.wall):.2f} | {med(two.wall):.2f} | {speedup:.2f}× "
             f"| {med(two.main_mib):.0f} | {med(two.total_mib):.0f} |"
         )
     ours = [f for n, f in figures.items() if n.startswith("mpraster") and n.endswith("|2")]
@@ -173,6 +203,17 @@ def table(job: Job, figures: dict[str, Figures], wrong: list[str]) -> str:
             f"\nBest mpraster -j 2: {best_ours:.2f} s; best peer -j 2: {med(peer_figures.wall):.2f} s "
             f"({best_peer.split('|')[0]}), {med(peer_figures.wall) / best_ours:.2f}× our time."
         )
+    defaults = figures.get(f"{DEFAULTS}|2")
+    if defaults:
+        for peer in ("GDAL's own copy (no kernel)", "rasterio thread-pool example"):
+            if f"{peer}|2" in figures:
+                ratio = med(
+                    b / a for a, b in zip(defaults.wall, figures[f"{peer}|2"].wall, strict=True)
+                )
+                rows.append(
+                    f"\nmpraster's defaults against {peer}, both -j 2: {ratio:.2f}× (its wall "
+                    "time over ours, median of per-round ratios; above 1: mpraster is faster)."
+                )
     for name in wrong:
         rows.append(f"\nWRONG OUTPUT, not timed: {name.replace('|', ' -j ')}")
     return "\n".join(rows)
