@@ -52,7 +52,12 @@ def wait_for_file(src: np.ndarray, *, row: int = 16, path: str = "") -> np.ndarr
         import time
 
         # A gate, not a timer: the test creates the file when it wants the run to go on.
+        # A test that fails before it opens the gate must not leave the run waiting for
+        # ever: after two minutes the window fails instead.
+        deadline = time.monotonic() + 120
         while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gate {path} was never opened")
             time.sleep(0.005)
     return src.copy()
 
