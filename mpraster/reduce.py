@@ -12,9 +12,10 @@ The same `mpraster.modes` back ends and the same `mpraster.schedule.schedule` lo
 map, so threads, processes and MPI, ``--io``, progress, ``--stats`` timers and stops
 behave the same. Partials are pickled back (they are small); process workers still take
 their inputs through shared memory with ``--io main``. There is no output, hence no lock
-or journal. The windows are cut from the grid and the block size alone, never from
-``-j``, and partials are merged in plan order: a result is the same bits whatever the
-mode, ``--io`` and ``-j``.
+or journal, and workers read by default (``--io workers``): the main process only merges,
+and decoding, most of a reduction's time, runs on every worker. The windows are cut from
+the grid and the block size alone, never from ``-j``, and partials are merged in plan
+order: a result is the same bits whatever the mode, ``--io`` and ``-j``.
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ def plan_reduction(
     options = RunOptions.of(options, **changes)
     specs = input_specs(inputs, options.bidx)
     mode, io, why = options.placement(reduction)
+    if options.io is None and io == "main":
+        # Nothing to write: the main process only merges partials, while reading would
+        # make it decode every window alone. Workers decode theirs in parallel.
+        io, why = "workers", f"{why}; workers read, as a reduction writes nothing"
     ref = getattr(reduction, "ref", f"{type(reduction).__module__}:{type(reduction).__qualname__}")
     check_importable("reduction", reduction.name, ref, mode)
     with gdal_env(**options.gdal_config):

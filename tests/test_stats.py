@@ -122,6 +122,19 @@ def test_same_bits_across_modes_io_and_jobs(tmp_path, mode, io, jobs):
     assert (stats.mode, stats.io, stats.jobs) == (mode, io, jobs)
 
 
+def test_workers_read_unless_told(tmp_path):
+    """A reduction writes nothing: by default its workers read and decode (see reduce.py)."""
+    data, nodata = _data("uint8", shape=(1, 40, 40))
+    path = write_raster(tmp_path / "in.tif", data, nodata=nodata)
+    for changes, placement in [
+        ({}, ("threads", "workers")),
+        ({"mode": "processes"}, ("processes", "workers")),
+        ({"io": "main"}, ("threads", "main")),
+    ]:
+        _, stats = compute_stats(path, StatsRequest(), jobs=2, block_size=16, **changes)
+        assert (stats.mode, stats.io) == placement
+
+
 def test_zones_match_bincount_reference(tmp_path):
     data, nodata = _data("int32", shape=(1, 64, 64))
     zones = np.random.default_rng(3).integers(100, 1100, (64, 64)).astype("int32")
