@@ -1,6 +1,7 @@
-"""The compiled per-window loops of `mpraster stats` (ext/_summary.pyx) against NumPy: every
-pixel type, the types' extremes, invalid pixels, empty and strided windows, infinities,
-and the validity of nodata values a type cannot hold."""
+"""The compiled per-window loops of `mpraster stats` (ext/_summary.pyx, ext/_rank_search.pyx)
+against NumPy: every pixel type, the types' extremes, invalid pixels, empty and strided
+windows, infinities, the validity of nodata values a type cannot hold, and the answers to
+a percentile search's requests."""
 
 from fractions import Fraction
 
@@ -9,6 +10,7 @@ import pytest
 
 from mpraster import _summary
 from mpraster.block_reader import validity
+from mpraster.percentiles import BINS, RankSearch, Request, _numpy_answer
 from mpraster.reductions import Block
 from mpraster.summary import BandSummary
 from mpraster.validity import valid_pixels
@@ -148,3 +150,38 @@ def test_compiled_types():
     assert all(_summary.compiled(np.dtype(d)) for d in DTYPES)
     assert not _summary.compiled(np.dtype("complex64"))
     assert not _summary.compiled(np.dtype(">i2"))  # not in native byte order
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint32", "int64", "float32", "float64"])
+def test_rank_search_answers_match_numpy(dtype):
+    rng = np.random.default_rng(5)
+    values = _values(dtype, (2, 70, 90), rng)
+    values[1, :10] = values[1, 10:20]  # repeats: crowded bins
+    valid = rng.random(values.shape) < 0.9
+    block = Block(0, None, (values,), (valid,))
+    v = values[1][valid[1]].astype(np.float64)
+    low, high = float(v.min()), float(v.max())
+    mid = float(np.median(v))
+    counts = _numpy_answer(block, Request(0, 1, low, high, "count"), {})
+    full = [int(b) for b in np.flatnonzero(counts)]
+    empty = int(np.flatnonzero(counts == 0)[0])
+    requests = [
+        Request(0, 1, low, high, "count"),
+        Request(0, 1, mid, high, "count"),
+        Request(0, 1, low, mid, "gather"),
+        Request(0, 0, low, high, "gather"),
+        *(Request(0, 1, low, high, kind, b) for b in full[:3] for kind in ("bounds", "gather")),
+        Request(0, 1, low, high, "bounds", full[-1]),
+        Request(0, 1, low, high, "gather", empty),
+        Request(0, 1, low, high, "bounds", empty),
+    ]
+    search = RankSearch(requests)
+    got = search.update(search.start(), block)
+    for r, answer in zip(requests, got, strict=True):
+        expected = _numpy_answer(block, r, {})
+        if r.kind == "gather":
+            assert np.array_equal(np.concatenate(answer), np.concatenate(expected))
+        elif r.kind == "count":
+            assert answer.shape == (BINS,) and np.array_equal(answer, expected)
+        else:
+            assert answer == expected
