@@ -12,9 +12,33 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mpraster import _summary
 from mpraster.inputs import InputInfo, InputSpec, WindowReader, split_arrays
 from mpraster.validity import valid_pixels
 from mpraster.windows import WindowTask
+
+
+def validity(
+    data: np.ndarray, nodata: Sequence[float | None], mask: np.ndarray | None
+) -> np.ndarray:
+    """Where each band of ``data`` (bands, rows, cols) is valid: ``mask`` (nonzero is
+    valid; one for every band), each band's ``nodata`` (one per band, or None), never NaN.
+
+    `mpraster.validity.valid_pixels` and a NaN test, in one compiled pass per band.
+    """
+    if not _summary.compiled(data.dtype):
+        valid = valid_pixels(data, nodata, mask)
+        return valid & ~np.isnan(data) if data.dtype.kind in "fc" else valid
+    valid = np.empty(data.shape, dtype=bool)
+    valid[...] = True if mask is None else (mask != 0)
+    for band, value in enumerate(nodata):
+        _summary.mark_invalid(
+            np.ascontiguousarray(data[band]).reshape(-1),
+            valid[band].reshape(-1).view(np.uint8),
+            value is not None,
+            0.0 if value is None else value,
+        )
+    return valid
 
 
 class BlockReader:
@@ -39,10 +63,7 @@ class BlockReader:
         arrays, masks = split_arrays(self.reader.read(task), self.infos)
         out: list[np.ndarray] = []
         for data, info, mask in zip(arrays, self.infos, masks, strict=True):
-            valid = valid_pixels(data, info.band_nodata, mask)
-            if np.issubdtype(data.dtype, np.floating):
-                valid &= ~np.isnan(data)
-            out += [data, valid]
+            out += [data, validity(data, info.band_nodata, mask)]
         return out
 
     def close(self) -> None:

@@ -10,6 +10,10 @@ greatest value in it (a pass of its own), until the interval holds few enough va
 gather and sort. The bin of a value is computed by one monotone formula, so a bin's values
 are exactly those between its least and greatest: nothing is lost between passes. Values
 are compared as float64, so 64-bit integers beyond 2**53 are rounded.
+
+A window answers a pass in compiled loops (``ext/_rank_search.pyx``, the same bin formula):
+one pass over it for a count, two for every bin a pass bounds or gathers, whatever their
+number; gathered values are joined once, when the search learns them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mpraster import _rank_search, _summary
 from mpraster.reductions import Block, Reduction
 
 # Bins a counting pass splits an interval into; a pass's partial holds this many counts.
@@ -74,6 +79,56 @@ class Request:
     bin: int | None = None
 
 
+def _numpy_answer(block: Block, r: Request, bands: dict[tuple[int, int], np.ndarray]) -> Any:
+    """One window's answer to ``r``, in NumPy (for types the compiled loops do not take)."""
+    v = _selected(block, r, bands)
+    if r.kind == "count":
+        return np.bincount(bin_index(v, r.low, r.high, BINS), minlength=BINS)
+    if r.kind == "bounds":
+        return (v.min(), v.max()) if v.size else None
+    return [v]
+
+
+def _flat(block: Block, i: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Band ``b`` of input ``i`` and its validity, flat, as the compiled loops take them."""
+    values = np.ascontiguousarray(block.values[i][b]).reshape(-1)
+    valid = np.ascontiguousarray(block.valid[i][b], dtype=bool).reshape(-1).view(np.uint8)
+    return values, valid
+
+
+def _bin_answers(block: Block, requests: Sequence[Request]) -> list[Any]:
+    """The answers to ``requests`` about bins of one band's one interval, in two passes
+    over the window whatever their number: one bounds and counts every bin asked about,
+    one gathers the values of the bins to gather."""
+    r0 = requests[0]
+    values, valid = _flat(block, r0.i, r0.b)
+    scale = BINS / (r0.high * 0.5 - r0.low * 0.5)  # as bin_index's
+    bins = sorted({r.bin for r in requests})
+    slots = np.full(BINS, -1, np.int64)
+    slots[bins] = np.arange(len(bins))
+    counts = np.zeros(len(bins), np.int64)
+    least, greatest = np.zeros(len(bins)), np.zeros(len(bins))
+    _rank_search.scan_bins(values, valid, r0.low, r0.high, scale, slots, counts, least, greatest)
+    gathered = {r.bin for r in requests if r.kind == "gather"}
+    if gathered:
+        # Only the bins to gather: a bin to bound holds too many values to gather.
+        slots[[b for b in bins if b not in gathered]] = -1
+        sizes = np.where(slots[bins] >= 0, counts, 0)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        out = np.empty(int(offsets[-1]))
+        _rank_search.gather_bins(
+            values, valid, r0.low, r0.high, scale, slots, offsets[:-1].copy(), out
+        )
+    answers = []
+    for r in requests:
+        k = bins.index(r.bin)
+        if r.kind == "bounds":
+            answers.append((least[k], greatest[k]) if counts[k] else None)
+        else:
+            answers.append([out[offsets[k] : offsets[k + 1]]])
+    return answers
+
+
 def _selected(block: Block, r: Request, bands: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
     """The values of ``block`` that ``r`` asks about; ``bands`` caches each band's valid
     values as float64, which several requests share."""
@@ -98,15 +153,24 @@ class RankSearch(Reduction):
         return [None] * len(self.requests)
 
     def update(self, partial: list[Any], block: Block) -> list[Any]:
-        answers, bands = [], {}
-        for r in self.requests:
-            v = _selected(block, r, bands)
-            if r.kind == "count":
-                answers.append(np.bincount(bin_index(v, r.low, r.high, BINS), minlength=BINS))
-            elif r.kind == "bounds":
-                answers.append((v.min(), v.max()) if v.size else None)
+        answers: list[Any] = [None] * len(self.requests)
+        bands: dict[tuple[int, int], np.ndarray] = {}
+        binned: dict[tuple[int, int, float, float], list[int]] = {}
+        for k, r in enumerate(self.requests):
+            if not _summary.compiled(block.values[r.i].dtype):
+                answers[k] = _numpy_answer(block, r, bands)
+            elif r.kind == "count":
+                answers[k] = np.zeros(BINS, np.int64)
+                scale = BINS / (r.high * 0.5 - r.low * 0.5)  # as bin_index's
+                _rank_search.count_bins(*_flat(block, r.i, r.b), r.low, r.high, scale, answers[k])
+            elif r.bin is None:
+                answers[k] = [_rank_search.gather_all(*_flat(block, r.i, r.b), r.low, r.high)]
             else:
-                answers.append(v)
+                binned.setdefault((r.i, r.b, r.low, r.high), []).append(k)
+        for ks in binned.values():
+            found = _bin_answers(block, [self.requests[k] for k in ks])
+            for k, answer in zip(ks, found, strict=True):
+                answers[k] = answer
         return self.merge(partial, answers)
 
     def merge(self, first: list[Any], second: list[Any]) -> list[Any]:
@@ -122,7 +186,7 @@ def _merge_answer(r: Request, a: Any, b: Any) -> Any:
         return a + b
     if r.kind == "bounds":
         return (min(a[0], b[0]), max(a[1], b[1]))
-    return np.concatenate([a, b])
+    return a + b  # lists of arrays: joined once, not at every merge
 
 
 @dataclass
@@ -153,7 +217,7 @@ class _Search:
 
     def learn(self, r: Request, answer: Any) -> None:
         if r.kind == "gather":
-            self.value = float(np.sort(answer)[self.rank - self.below])
+            self.value = float(np.sort(np.concatenate(answer))[self.rank - self.below])
         elif r.kind == "count":
             cumulative = np.cumsum(answer)
             self.bin = int(np.searchsorted(cumulative, self.rank - self.below, side="right"))

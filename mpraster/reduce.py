@@ -12,10 +12,13 @@ The same `mpraster.modes` back ends and the same `mpraster.schedule.schedule` lo
 map, so threads, processes and MPI, ``--io``, progress, ``--stats`` timers and stops
 behave the same. Partials are pickled back (they are small); process workers still take
 their inputs through shared memory with ``--io main``. There is no output, hence no lock
-(a journal, if given, is the caller's). The windows are cut from the grid and the block
-size alone, never from ``-j``, and partials are merged in plan order by a tree fixed by
-the plan (`mpraster.fold`): a result is the same bits whatever the mode, ``--io``, ``-j``
-and the shards.
+(a journal, if given, is the caller's), and workers read by default (``--io workers``):
+the main process only merges, and decoding, most of a reduction's time, runs on every
+worker. The windows are cut from the grid, the block size and the first input's blocks
+(whole strips, not parts of them: see `mpraster.windows.plan_block_windows`), never from
+``-j``, and partials are merged in plan order by a tree fixed by the plan
+(`mpraster.fold`): a result is the same bits whatever the mode, ``--io``, ``-j`` and the
+shards.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from mpraster.reduce_journal import ReductionJournal, reduction_key
 from mpraster.reductions import Reduction
 from mpraster.schedule import StopSignal, schedule
 from mpraster.stats import RunStats
-from mpraster.windows import WindowTask, plan_windows
+from mpraster.windows import WindowTask, plan_block_windows, plan_windows
 from mpraster.worker import WindowResult, WorkerSpec
 
 # Windows a reduction's plan aims for, whatever -j: a plan cut for the worker count would
@@ -98,11 +101,15 @@ def plan_reduction(
     options = RunOptions.of(options, **changes)
     specs = input_specs(inputs, options.bidx)
     mode, io, why = options.placement(reduction)
+    if options.io is None and io == "main":
+        # Nothing to write: the main process only merges partials, while reading would
+        # make it decode every window alone. Workers decode theirs in parallel.
+        io, why = "workers", f"{why}; workers read, as a reduction writes nothing"
     ref = getattr(reduction, "ref", f"{type(reduction).__module__}:{type(reduction).__qualname__}")
     check_importable("reduction", reduction.name, ref, mode)
     with gdal_env(**options.gdal_config):
         infos = inspect_inputs(specs)
-    tasks = plan_windows(infos[0].height, infos[0].width, options.block_size, 0, _REDUCTION_TASKS)
+    tasks = _plan(infos[0], options.block_size)
     return ReductionJob(
         inputs=tuple(specs),
         infos=tuple(infos),
@@ -117,6 +124,19 @@ def plan_reduction(
         window_timeout=options.window_timeout,
         gdal_config=dict(options.gdal_config),
     )
+
+
+def _plan(info: InputInfo, block_size: int) -> list[WindowTask]:
+    """The windows of a reduction: the square grid of ``block_size``, unless it cuts
+    through the first input's blocks (strips, tiles that do not divide it) and there are
+    enough blocks for windows of whole ones (`mpraster.windows.plan_block_windows`)."""
+    rows, cols = info.block_shape
+    tasks = None
+    if block_size % rows or block_size % cols:
+        tasks = plan_block_windows(
+            info.height, info.width, block_size, info.block_shape, _REDUCTION_TASKS
+        )
+    return tasks or plan_windows(info.height, info.width, block_size, 0, _REDUCTION_TASKS)
 
 
 def reduce(

@@ -4,21 +4,29 @@ Moments merge with Chan, Golub and LeVeque's pairwise update (count, mean and th
 squared deviations, in float64), never with a sum of squares, which cancels
 catastrophically. Integer types up to 32 bits keep an exact integer sum, so their mean is
 the correctly rounded quotient; float sums and means agree with NumPy's to a relative
-1e-12 (NumPy sums pairwise over the whole array, we sum each window then merge in plan
-order). Counts, min, max and histograms are exact: a histogram over a fixed range is
-NumPy's own ``np.histogram`` of each window, summed. Types of 16 bits or fewer also keep
-exact counts of every value, from which any histogram and percentile follows exactly.
+1e-12 (NumPy sums pairwise over the whole array, we sum each window pairwise then merge
+in plan order). Counts, min, max and histograms are exact: a histogram over a fixed range
+is NumPy's own ``np.histogram`` of each window, summed. Types of 16 bits or fewer also
+keep exact counts of every value, from which any histogram and percentile follows exactly.
+
+A window's figures come from one compiled loop per band that releases the GIL
+(``ext/_summary.pyx``): count, min, max and sum in one pass, then the sum of squared
+deviations from the window's mean (exact, from exact sums of squares, for integers of 16
+bits or fewer). Float windows holding infinities (or NaN marked valid) go through NumPy,
+whose rules for them the report follows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from mpraster import _summary
 from mpraster.reductions import Block, Reduction
 
 
@@ -127,12 +135,39 @@ class BandSummary(Reduction):
         return self.merge(partial, [self._input(block, i) for i in range(len(self.bands))])
 
     def _input(self, block: Block, i: int) -> list[BandPartial]:
-        return [
-            self._band(block.values[i][b][block.valid[i][b]], block.valid[i][b].size, i, b)
-            for b in range(self.bands[i])
-        ]
+        values, valid = block.values[i], block.valid[i].astype(bool, copy=False)
+        return [self._band(values[b], valid[b], i, b) for b in range(self.bands[i])]
 
-    def _band(self, v: np.ndarray, pixels: int, i: int, b: int) -> BandPartial:
+    def _band(self, values: np.ndarray, valid: np.ndarray, i: int, b: int) -> BandPartial:
+        """One band's partial of one window, from the compiled loops where they apply."""
+        dtype = self.dtypes[i]
+        # The loops' 64-bit integer sums hold 2**31 pixels of any type.
+        if values.dtype != dtype or not _summary.compiled(dtype) or values.size >= 2**31:
+            return self._band_numpy(values[valid], valid.size, i, b)
+        x = np.ascontiguousarray(values).reshape(-1)
+        ok = np.ascontiguousarray(valid).reshape(-1).view(np.uint8)
+        small = counts_every_value(dtype)
+        loop = _summary.small_moments if small else _summary.moments
+        count, low, high, total, m2 = loop(x, ok)
+        if not (exact_sum_type(dtype) or math.isfinite(total)):
+            return self._band_numpy(values[valid], valid.size, i, b)
+        part = BandPartial(count=count, invalid=valid.size - count)
+        spec = self.histograms[i][b]
+        if spec is not None:
+            part.histogram = np.histogram(values[valid], spec.bins, (spec.low, spec.high))[0]
+        if self.count_values and small:
+            info = np.iinfo(dtype)
+            part.values = np.zeros(int(info.max) - int(info.min) + 1, np.int64)
+            _summary.count_values(x, ok, part.values)
+        if count:
+            part.min, part.max = dtype.type(low), dtype.type(high)
+            part.total = total
+            part.mean = total / count
+            part.m2 = m2
+        return part
+
+    def _band_numpy(self, v: np.ndarray, pixels: int, i: int, b: int) -> BandPartial:
+        """`_band` in NumPy, from the valid values ``v`` of ``pixels``."""
         dtype = self.dtypes[i]
         part = BandPartial(count=int(v.size), invalid=pixels - int(v.size))
         spec = self.histograms[i][b]
@@ -145,12 +180,12 @@ class BandSummary(Reduction):
         if not v.size:
             return part
         part.min, part.max = v.min(), v.max()
-        if exact_sum_type(dtype):
-            part.total = int(v.sum(dtype=np.int64))
-        else:
-            part.total = float(v.sum(dtype=np.float64))
-        # Infinities are valid values: their mean and std are inf or NaN, as NumPy's.
+        # Infinities are valid values: their sum, mean and std are inf or NaN, as NumPy's.
         with np.errstate(invalid="ignore", over="ignore"):
+            if exact_sum_type(dtype):
+                part.total = int(v.sum(dtype=np.int64))
+            else:
+                part.total = float(v.sum(dtype=np.float64))
             mean = np.float64(v.mean(dtype=np.float64))
             part.mean = float(mean)
             part.m2 = float(np.square(v - mean, dtype=np.float64).sum())

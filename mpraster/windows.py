@@ -129,6 +129,42 @@ def plan_windows(
     return tasks
 
 
+def plan_block_windows(
+    height: int, width: int, block: int, block_shape: tuple[int, int], min_tasks: int = 1
+) -> list[WindowTask] | None:
+    """Cut a grid into windows of whole blocks, about ``block`` x ``block`` pixels each,
+    in row-major order; None if there are too few blocks for ``min_tasks`` windows.
+
+    For reductions, which write no tiles: a window that cuts through an input's blocks
+    (``block_shape``: a block's rows and cols; a strip spans every window of its row) has
+    GDAL decode the block again for every window, or every worker, that reads a part of it.
+    Here every block is read by one window. Windows narrow down (in whole blocks) until
+    there are ``min_tasks`` of them.
+    """
+    rows_of_block, cols_of_block = min(block_shape[0], height), min(block_shape[1], width)
+    cols = min(width, cols_of_block * max(1, round(block / cols_of_block)))
+    # Tiles: as near block x block as whole tiles go; strips (a block as wide as the
+    # raster): full-width windows of about block * block pixels.
+    side = block if cols_of_block < width else block * block / cols
+    rows = min(height, rows_of_block * max(1, round(side / rows_of_block)))
+    across = -(-width // cols)
+    wanted = -(-min_tasks // across)  # rows of windows
+    if -(-height // rows) < wanted:
+        rows = max(rows_of_block, height // wanted // rows_of_block * rows_of_block)
+    down = -(-height // rows)
+    wanted = -(-min_tasks // down)  # windows in a row
+    if across < wanted:
+        cols = max(cols_of_block, width // wanted // cols_of_block * cols_of_block)
+    if -(-height // rows) * -(-width // cols) < min_tasks:
+        return None
+    windows = [
+        Window(col, row, min(cols, width - col), min(rows, height - row))
+        for row in range(0, height, rows)
+        for col in range(0, width, cols)
+    ]
+    return [WindowTask(i, window, window, window) for i, window in enumerate(windows)]
+
+
 def shard_path(output: str, index: int, count: int, suffix: str = ".tif") -> str:
     """Where shard ``index`` of ``count`` writes its share of ``output`` (a raster's
     ``.tif``, or a stats job's partial results, ``.stats``)."""

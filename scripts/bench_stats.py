@@ -4,7 +4,7 @@
 
 Inputs (built once in --data): the 8192 x 8192 x 3 uint8 DEFLATE-tiled mosaic of
 RGB.byte.tif that scripts/bench.py uses, and a float32 DEM of the same size (smooth
-terrain, DEFLATE-tiled). Each is reduced to per-band count, min, max, mean and std by:
+terrain), DEFLATE-tiled and in DEFLATE strips of one row (GDAL's default layout). Each is reduced to per-band count, min, max, mean and std by:
 ``mpraster stats`` at -j 1 and -j 2 (threads, the default), the same with exact
 percentiles 2,50,98, ``gdalinfo -stats`` (Debian's gdal-bin, when installed; its
 ``.aux.xml`` cache is disabled, so it computes every time), rasterio's
@@ -43,15 +43,20 @@ with rasterio.open(sys.argv[1]) as src:
 """
 
 
-def dem(path: Path, size: int) -> Path:
-    """A smooth float32 DEM (sums of sines), DEFLATE-tiled, written a strip at a time."""
+def dem(path: Path, size: int, tiled: bool = True) -> Path:
+    """A smooth float32 DEM (sums of sines), DEFLATE-compressed in 512 x 512 tiles (or in
+    strips of one row, GDAL's default layout), written 512 rows at a time."""
     if path.exists():
         return path
     profile = dict(
         driver="GTiff", dtype="float32", count=1, height=size, width=size, crs="EPSG:32618",
-        transform=rasterio.transform.from_origin(0, 0, 30, 30), tiled=True, blockxsize=512,
-        blockysize=512, compress="deflate", nodata=-9999.0,
+        transform=rasterio.transform.from_origin(0, 0, 30, 30), compress="deflate",
+        nodata=-9999.0,
     )  # fmt: skip
+    if tiled:
+        profile.update(tiled=True, blockxsize=512, blockysize=512)
+    else:
+        profile.update(blockysize=1)
     cols = np.arange(size, dtype=np.float64)
     tmp = path.with_suffix(".tmp.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
@@ -127,6 +132,9 @@ def main() -> int:
         ),
         f"{args.size} x {args.size} float32 DEM, DEFLATE": dem(
             args.data / f"dem{args.size}-deflate.tif", args.size
+        ),
+        f"{args.size} x {args.size} float32 DEM, DEFLATE in strips of one row": dem(
+            args.data / f"dem{args.size}-deflate-strips.tif", args.size, tiled=False
         ),
     }
     text = [

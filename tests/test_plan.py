@@ -1,7 +1,7 @@
 import pytest
 
 from mpraster.errors import OptionError
-from mpraster.windows import plan_windows
+from mpraster.windows import plan_block_windows, plan_windows
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,45 @@ def test_windows_tile_the_grid_exactly_once(height, width, block):
     # Row-major plan order is the tile order of the output file.
     offsets = [(t.window.row_off, t.window.col_off) for t in tasks]
     assert offsets == sorted(offsets)
+
+
+@pytest.mark.parametrize(
+    "height,width,block,block_shape,min_tasks,window",
+    [
+        (300, 70, 16, (1, 70), 1, (4, 70)),  # strips: full-width windows of ~16 x 16 pixels
+        (300, 70, 16, (3, 70), 1, (3, 70)),
+        (300, 70, 16, (3, 70), 64, (3, 70)),
+        (90, 100, 64, (8, 100), 12, (8, 100)),  # narrowed to whole strips for min_tasks
+        (700, 650, 128, (256, 256), 1, (256, 256)),  # tiles larger than the block
+        (700, 650, 128, (48, 48), 1, (144, 144)),
+        (64, 640, 16, (64, 64), 10, (64, 64)),  # narrowed in whole tiles
+    ],
+)
+def test_block_windows_read_every_block_in_one_window(
+    height, width, block, block_shape, min_tasks, window
+):
+    tasks = plan_block_windows(height, width, block, block_shape, min_tasks)
+    assert len(tasks) >= min_tasks
+    assert (tasks[0].window.height, tasks[0].window.width) == window
+    covered = [[0] * width for _ in range(height)]
+    for i, task in enumerate(tasks):
+        w = task.window
+        assert task.index == i and task.read == w == task.tile
+        # Every window starts on a block and ends on one or at the raster's edge.
+        assert w.row_off % block_shape[0] == 0 and w.col_off % block_shape[1] == 0
+        bottom, right = int(w.row_off + w.height), int(w.col_off + w.width)
+        assert bottom % block_shape[0] == 0 or bottom == height
+        assert right % block_shape[1] == 0 or right == width
+        for r in range(int(w.row_off), bottom):
+            for c in range(int(w.col_off), right):
+                covered[r][c] += 1
+    assert all(v == 1 for row in covered for v in row)
+    offsets = [(t.window.row_off, t.window.col_off) for t in tasks]
+    assert offsets == sorted(offsets)
+
+
+def test_too_few_blocks_for_block_windows():
+    assert plan_block_windows(64, 64, 16, (8, 64), 64) is None
 
 
 def test_halo_grows_read_window_and_crop_recovers_window():

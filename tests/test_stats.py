@@ -122,6 +122,35 @@ def test_same_bits_across_modes_io_and_jobs(tmp_path, mode, io, jobs):
     assert (stats.mode, stats.io, stats.jobs) == (mode, io, jobs)
 
 
+def test_workers_read_unless_told(tmp_path):
+    """A reduction writes nothing: by default its workers read and decode (see reduce.py)."""
+    data, nodata = _data("uint8", shape=(1, 40, 40))
+    path = write_raster(tmp_path / "in.tif", data, nodata=nodata)
+    for changes, placement in [
+        ({}, ("threads", "workers")),
+        ({"mode": "processes"}, ("processes", "workers")),
+        ({"io": "main"}, ("threads", "main")),
+    ]:
+        _, stats = compute_stats(path, StatsRequest(), jobs=2, block_size=16, **changes)
+        assert (stats.mode, stats.io) == placement
+
+
+def test_striped_input_is_read_in_whole_strips(tmp_path):
+    """Windows cut across strips would decode each strip once per window (see reduce.py)."""
+    data, nodata = _data("float32", shape=(1, 300, 40))
+    path = write_raster(tmp_path / "strips.tif", data, nodata=nodata, blockysize=2)
+    job = mpraster.plan_reduction(path, ValidSum(), block_size=16)
+    assert {(int(t.window.width), int(t.window.height) % 2) for t in job.tasks} == {(40, 0)}
+    assert len(job.tasks) >= 64
+    request, reference = StatsRequest(percentiles=PERCENTILES), None
+    for mode, io, jobs in [("threads", "main", 1), ("processes", "workers", 2)]:
+        options = dict(block_size=16, mode=mode, io=io, jobs=jobs, gather_limit=40)
+        report, _ = compute_stats(path, request, **options)
+        _check_band(report["inputs"][0]["bands"][0], data[0][_valid(data[0], nodata)])
+        assert reference in (None, json.dumps(report))
+        reference = json.dumps(report)
+
+
 def test_zones_match_bincount_reference(tmp_path):
     data, nodata = _data("int32", shape=(1, 64, 64))
     zones = np.random.default_rng(3).integers(100, 1100, (64, 64)).astype("int32")
