@@ -88,8 +88,9 @@ def memory_estimate(job: Job) -> dict[str, int]:
     if job.mode == "processes":
         caches += job.jobs * worker_cache_bytes(job)
     windows = job.in_flight * (window_in + window_out) * copies
-    # Results waiting for the writer's thread (`mpraster.write_thread`): one per worker.
-    windows += job.jobs * window_out if hasattr(job, "outputs") else 0
+    # Results waiting for the writer's thread (`mpraster.write_thread`): one per worker
+    # (a reduction has no output: nothing waits).
+    windows += job.jobs * window_out
     return {"windows": windows, "gdal_cache": caches, "total": windows + caches}
 
 

@@ -134,17 +134,26 @@ class Kernel:
     def for_output(self, name: str) -> Kernel:
         """The kernel as a run of its output ``name`` alone sees it: that output's type,
         bands, nodata and band metadata, named ``KERNEL.OUTPUT`` in messages."""
-        declared = next(o for o in self.spec.outputs if o.name == name)
-        spec = dataclasses.replace(
-            self.spec,
-            dtype=declared.dtype,
-            bands=declared.bands,
-            nodata=declared.nodata,
-            bands_from=declared.bands_from,
-            band_meta=declared.band_meta,
-            outputs=(),
-        )
-        return dataclasses.replace(self, name=f"{self.name}.{name}", spec=spec)
+        return self._output_views[name]
+
+    @functools.cached_property
+    def _output_views(self) -> dict[str, Kernel]:
+        # Made once per kernel: workers ask for them on every window.
+        views = {}
+        for declared in self.spec.outputs:
+            spec = dataclasses.replace(
+                self.spec,
+                dtype=declared.dtype,
+                bands=declared.bands,
+                nodata=declared.nodata,
+                bands_from=declared.bands_from,
+                band_meta=declared.band_meta,
+                outputs=(),
+            )
+            views[declared.name] = dataclasses.replace(
+                self, name=f"{self.name}.{declared.name}", spec=spec
+            )
+        return views
 
     @property
     def doc(self) -> str:
