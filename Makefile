@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python scripts/bench_startup.py --write
 	$(BIN)/python scripts/bench_writer.py --write
 	$(BIN)/python scripts/bench_terrain.py --write
+	$(BIN)/python scripts/bench_stats.py --runs 5 --write
 
 lint: install
 	$(BIN)/python -m pip install -q ruff
