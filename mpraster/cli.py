@@ -303,27 +303,40 @@ def run_command(
         raise click.UsageError("give at least one INPUT and an OUTPUT")
     else:
         *inputs, output = files
+    with _watched(stop_grace, verbose) as watch, _mpi_ranks(flags) as (worker_rank, executor):
+        if worker_rank:
+            return  # an MPI worker rank: it served windows until rank 0 was done
+        job = plan_job(inputs, output, kernel_ref, _run_options(**flags))
+        if dry_run:
+            click.echo(job.describe())
+            return
+        sink = make_progress(progress, sys.stderr, log_interval)
+        stats = execute(job, sink, watch.stop, executor)
+    if stats_json:
+        with open(stats_json, "w") as fh:
+            json.dump(stats.as_dict(), fh, indent=2)
+    _say_done(stats, quiet, show_stats)
+
+
+@contextlib.contextmanager
+def _watched(stop_grace: float, verbose: bool) -> Iterator[SignalWatch]:
+    """The signal watch of a command that runs the engine, ended however the command ends;
+    an `MprasterError` inside ends the command with its one line and exit code."""
     watch = SignalWatch(stop_grace)
     try:
-        with _mpi_ranks(flags) as (worker_rank, executor):
-            if worker_rank:
-                return  # an MPI worker rank: it served windows until rank 0 was done
-            job = plan_job(inputs, output, kernel_ref, _run_options(**flags))
-            if dry_run:
-                click.echo(job.describe())
-                return
-            sink = make_progress(progress, sys.stderr, log_interval)
-            stats = execute(job, sink, watch.stop, executor)
+        yield watch
     except MprasterError as err:
         watch.done()
         _fail(err, verbose)
     finally:
         watch.done()
-    if stats_json:
-        with open(stats_json, "w") as fh:
-            json.dump(stats.as_dict(), fh, indent=2)
+
+
+def _say_done(stats: Any, quiet: bool, show_stats: bool, summary: str | None = None) -> None:
+    """What a command that ran the engine says at its end: a summary line, and with
+    ``--stats`` where the time went."""
     if not quiet:
-        click.echo(f"mpraster: {stats.summary()}", err=True)
+        click.echo(f"mpraster: {summary or stats.summary()}", err=True)
     if show_stats:
         click.echo(stats.report(), err=True)
 
@@ -446,27 +459,17 @@ def _merge_stats(
     """`mpraster merge` of the shards of `mpraster stats --shard`."""
     from mpraster.stats_shards import merge_stats_shards
 
-    watch = SignalWatch(stop_grace)
-    try:
-        with _mpi_ranks(flags) as (worker_rank, executor):
-            if worker_rank:
-                return  # an MPI worker rank: it served windows until rank 0 was done
-            _, stats = merge_stats_shards(
-                output,
-                RunOptions(**flags),
-                progress=make_progress(progress, sys.stderr),
-                stop=watch.stop,
-                executor=executor,
-            )
-    except MprasterError as err:
-        watch.done()
-        _fail(err, verbose)
-    finally:
-        watch.done()
-    if not quiet:
-        click.echo(f"mpraster: merged the stats shards into {output}; {stats.summary()}", err=True)
-    if show_stats:
-        click.echo(stats.report(), err=True)
+    with _watched(stop_grace, verbose) as watch, _mpi_ranks(flags) as (worker_rank, executor):
+        if worker_rank:
+            return  # an MPI worker rank: it served windows until rank 0 was done
+        _, stats = merge_stats_shards(
+            output,
+            RunOptions(**flags),
+            progress=make_progress(progress, sys.stderr),
+            stop=watch.stop,
+            executor=executor,
+        )
+    _say_done(stats, quiet, show_stats, f"merged the stats shards into {output}; {stats.summary()}")
 
 
 @main.command("stats")
@@ -541,50 +544,40 @@ def stats_command(
     )
     from mpraster.stats_shards import stats_shard
 
-    watch = SignalWatch(stop_grace)
-    try:
-        with _mpi_ranks(flags) as (worker_rank, executor):
-            if worker_rank:
-                return  # an MPI worker rank: it served windows until rank 0 was done
-            request = StatsRequest(
-                histogram=histogram,
-                range=parse_numbers(value_range, "--range") if value_range else None,
-                percentiles=parse_numbers(percentiles, "--percentiles") if percentiles else (),
-                zones=zones,
+    with _watched(stop_grace, verbose) as watch, _mpi_ranks(flags) as (worker_rank, executor):
+        if worker_rank:
+            return  # an MPI worker rank: it served windows until rank 0 was done
+        request = StatsRequest(
+            histogram=histogram,
+            range=parse_numbers(value_range, "--range") if value_range else None,
+            percentiles=parse_numbers(percentiles, "--percentiles") if percentiles else (),
+            zones=zones,
+        )
+        sink = make_progress(progress, sys.stderr)
+        shard = flags.pop("shard")
+        if shard is not None:
+            # `mpraster merge OUTPUT` writes the report once every shard is done.
+            options = RunOptions(**flags, shard=parse_shard(shard))
+            stats = stats_shard(
+                files, request, options, output, fmt, progress=sink, stop=watch.stop,
+                executor=executor,
+            )  # fmt: skip
+        else:
+            report, stats = compute_stats(
+                files,
+                request,
+                RunOptions(**flags),
+                progress=sink,
+                stop=watch.stop,
+                executor=executor,
+                journal=f"{output}.journal" if output else None,
             )
-            sink = make_progress(progress, sys.stderr)
-            shard = flags.pop("shard")
-            if shard is not None:
-                # `mpraster merge OUTPUT` writes the report once every shard is done.
-                options = RunOptions(**flags, shard=parse_shard(shard))
-                stats = stats_shard(
-                    files, request, options, output, fmt, progress=sink, stop=watch.stop,
-                    executor=executor,
-                )  # fmt: skip
+            text = format_report(report, fmt)
+            if output:
+                write_report(text, output)
             else:
-                report, stats = compute_stats(
-                    files,
-                    request,
-                    RunOptions(**flags),
-                    progress=sink,
-                    stop=watch.stop,
-                    executor=executor,
-                    journal=f"{output}.journal" if output else None,
-                )
-                text = format_report(report, fmt)
-                if output:
-                    write_report(text, output)
-                else:
-                    click.echo(text, nl=False)
-    except MprasterError as err:
-        watch.done()
-        _fail(err, verbose)
-    finally:
-        watch.done()
-    if not quiet:
-        click.echo(f"mpraster: {stats.summary()}", err=True)
-    if show_stats:
-        click.echo(stats.report(), err=True)
+                click.echo(text, nl=False)
+    _say_done(stats, quiet, show_stats)
 
 
 def _kernel_summary(k) -> str:
