@@ -35,7 +35,7 @@ from mpraster.assembly import TileAssembly
 from mpraster.budget import main_gdal_env
 from mpraster.errors import Interrupted, WorkerDied
 from mpraster.inputs import WindowReader, network_config
-from mpraster.job import InputsArg, Job, plan_job
+from mpraster.job import InputsArg, Job, OutputPlan, plan_job
 from mpraster.kernels import Kernel, main_script
 from mpraster.lock import OutputLock
 from mpraster.modes import Backend, make_backend
@@ -45,6 +45,7 @@ from mpraster.progress import NullProgress, ProgressSink, make_progress
 from mpraster.resume import ResumeSource, check_previous_run_unchanged
 from mpraster.schedule import StopSignal, schedule
 from mpraster.stats import RunStats
+from mpraster.tiles import placement_problem, tile_options
 from mpraster.windows import WindowTask
 from mpraster.worker import WindowResult, WorkerOutput, WorkerSpec
 from mpraster.write_thread import WriteThread
@@ -153,7 +154,8 @@ def _worker_spec(job: Job) -> WorkerSpec:
         fill=job.kernel.fill,
         halo=job.halo,
         outputs=tuple(
-            WorkerOutput(out.name, out.dtype.name, out.bands, out.validity) for out in job.outputs
+            WorkerOutput(out.name, out.dtype.name, out.bands, out.validity, _tiles(job, out))
+            for out in job.outputs
         ),
         in_process=in_process,
         gdal_cache_bytes=job.worker_cache_bytes,
@@ -162,6 +164,21 @@ def _worker_spec(job: Job) -> WorkerSpec:
         # Threads get the kernel itself; other processes import it by its ref.
         kernel=None if in_process else job.kernel,
     )
+
+
+def _tiles(job: Job, out: OutputPlan) -> tuple | None:
+    """How workers encode ``out``'s tiles, if its writer only places them (as
+    `OutputWriter` decides) and there are several workers.
+
+    A lone worker leaves the encoding to the writer's thread, which would otherwise sit
+    idle: the kernel and the encoder then run at once on two threads. The tiles are the
+    same bytes whoever encodes them.
+    """
+    if job.jobs == 1 or placement_problem(
+        out.profile, job.cog is not None, out.validity.writes_mask
+    ):
+        return None
+    return tile_options(out.profile)
 
 
 def _run_pipeline(
@@ -283,14 +300,16 @@ def _write_outputs(
             progress.advance(1, task.pixels)  # written, as a stopped run journals it
 
         def write(task: WindowTask, result: WindowResult) -> None:
-            if result.slot is not None:
+            if result.slot is not None and result.data is None:
                 # Out of the slot, which goes back for the next window at once.
                 parts = [
                     (data.copy(), None if mask is None else mask.copy())
                     for data, mask in feeder.backend.result_arrays(result)
                 ]
                 feeder.backend.release(result)
-            else:  # a thread's, an MPI rank's, or one taken from an interrupted run
+            else:  # a thread's, an MPI rank's, encoded tiles, or an interrupted run's
+                if result.slot is not None:  # it held the inputs only
+                    feeder.backend.release(result)
                 parts = result.parts()
             known = result.checksum or (None,) * len(parts)
             writes.put(write_parts, task, parts, known)

@@ -31,6 +31,7 @@ from mpraster.errors import (
 from mpraster.gdal_errors import GDAL_MESSAGES, GDAL_RAISES, gdal_reason, one_line
 from mpraster.metadata import OutputMetadata, quiet_about_georeferencing, write_metadata
 from mpraster.resume import Journal, journal_path, partial_path
+from mpraster.tiles import EncodedTile, TileEncoder, TilePlacer, placement_problem, tile_options
 
 
 def check_output(target: str, overwrite: bool) -> None:
@@ -238,6 +239,12 @@ class OutputWriter:
 
     The windows go to the final file directly unless it must be made in one go at the end
     (see `writer_profiles`); then GDAL writes the final file from a working file at commit.
+
+    Most outputs are made of tiles encoded apart (`mpraster.tiles`): GDAL makes the file
+    without tiles, and `write` appends each tile window's encoded bytes (encoded by the
+    worker that computed it, or here when given pixels); a checkpoint then writes the
+    file's tile table and syncs it. The others (`placement_problem`) GDAL writes tile by
+    tile, and a checkpoint closes and reopens the file.
     """
 
     def __init__(
@@ -260,7 +267,16 @@ class OutputWriter:
         self.overwrite = overwrite
         self.cog = cog
         self.checkpoints = checkpoints
-        self._work_profile, self.copy_at_end = writer_profiles(self.profile, cog is not None)
+        self.placed_tiles = placement_problem(self.profile, cog is not None, mask) is None
+        if self.placed_tiles:
+            # Every option that changes a tile's bytes reaches its encoder when it is
+            # made: nothing for GDAL to copy at the end.
+            self._work_profile, self.copy_at_end = {**self.profile, "sparse_ok": "TRUE"}, False
+            self._encoder: TileEncoder | None = TileEncoder(tile_options(self.profile))
+        else:
+            self._work_profile, self.copy_at_end = writer_profiles(self.profile, cog is not None)
+            self._encoder = None
+        self._placer: TilePlacer | None = None
         self._final_path = f"{self.path}-final"
         self._open_options = (
             {"num_threads": self.profile["num_threads"]}
@@ -297,6 +313,14 @@ class OutputWriter:
                     self._dst.write_mask(np.zeros((0, 0), np.uint8), window=Window(0, 0, 0, 0))
                 if self.tags:
                     self._dst.update_tags(**self.tags)
+                if self.placed_tiles:
+                    self._dst.close()
+                    self._dst = None
+                    self._placer = TilePlacer(
+                        self.path,
+                        -(-self.profile["width"] // self.profile["blockxsize"]),
+                        -(-self.profile["height"] // self.profile["blockysize"]),
+                    )
                 if self.checkpoints is not None:
                     self._journal = Journal(
                         journal_path(self.target),
@@ -362,7 +386,13 @@ class OutputWriter:
             If GDAL or the journal fails (disk full, I/O error, a codec refusing the data).
         """
         with self._writing():
-            self._dst.write(array, window=window)
+            if self._placer is not None:
+                tile = array if isinstance(array, EncodedTile) else self._encoder.encode(array)
+                row = int(window.row_off) // self.profile["blockysize"]
+                col = int(window.col_off) // self.profile["blockxsize"]
+                self._placer.place(row, col, tile)
+            else:
+                self._dst.write(array, window=window)
             if mask is not None:
                 self._dst.write_mask(mask, window=window)
             if self._journal is not None:
@@ -371,6 +401,12 @@ class OutputWriter:
                     self._checkpoint(reopen=True)
 
     def _checkpoint(self, reopen: bool) -> None:
+        if self._placer is not None:
+            # The tiles and the table that finds them on disk before the journal says so.
+            self._placer.flush()
+            self._journal.checkpoint(self._checksums)
+            self._checksums = []
+            return
         self._dst.close()
         self._dst = None
         self._journal.checkpoint(self._checksums)
@@ -381,7 +417,7 @@ class OutputWriter:
 
     def stop(self) -> None:
         """Make everything written so far durable and journaled, and keep it for resume."""
-        if self._journal is not None and self._dst is not None:
+        if self._journal is not None and (self._dst is not None or self._placer is not None):
             with self._writing():
                 self._checkpoint(reopen=False)
             self._journal.close()
@@ -405,7 +441,12 @@ class OutputWriter:
         self._finished = self._final_path if self.copy_at_end else self.path
         try:
             with self._writing():
-                dst.close()
+                if self._placer is not None:
+                    self._placer.flush()
+                    self._placer.close()
+                    self._placer = None
+                else:
+                    dst.close()
                 if self._journal is not None:
                     # Journaled before the rename: if that fails, the finished partial is
                     # there for --resume to move into place.
@@ -484,9 +525,12 @@ class OutputWriter:
         if dst is not None:
             with GDAL_MESSAGES.listening(), contextlib.suppress(*GDAL_RAISES):
                 dst.close()
+        placer, self._placer = self._placer, None
+        if placer is not None:
+            placer.close()
 
     def __exit__(self, *exc_info: object) -> None:
-        opened = self._dst is not None
+        opened = self._dst is not None or self._placer is not None
         try:
             self._close_quietly()
         finally:

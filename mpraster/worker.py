@@ -27,6 +27,7 @@ from mpraster.kernel_outputs import split_result
 from mpraster.kernels import Kernel, KernelContext, load_kernel
 from mpraster.reductions import Block, Reduction
 from mpraster.resume import checksum
+from mpraster.tiles import EncodedTile, TileEncoder
 from mpraster.validity import OutputValidity, window_validity
 from mpraster.windows import WindowTask, describe_window
 
@@ -38,12 +39,14 @@ if TYPE_CHECKING:
 class WorkerOutput:
     """One output a worker returns: the kernel's output ``name`` (None for a kernel with
     one), its type and bands, and how it carries validity (with a mask or alpha, every
-    result comes with its mask)."""
+    result comes with its mask); ``tiles``: how to encode its tiles, when the writer only
+    places them (`mpraster.tiles.tile_options`)."""
 
     name: str | None
     dtype: str
     bands: int
     validity: OutputValidity = field(default_factory=OutputValidity)
+    tiles: tuple[tuple[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,8 @@ class WindowResult:
     """One window's output and the time spent on it, sent back to the main process."""
 
     index: int
-    # Per output, its array; None when they travelled in shared memory. A reduction's
-    # window sends its partial here instead.
+    # Per output, its array, or its tile as the output stores it (`EncodedTile`); None
+    # when they travelled in shared memory. A reduction's window sends its partial here.
     data: Any
     read_seconds: float
     compute_seconds: float
@@ -122,6 +125,10 @@ class WorkerState:
             self.kernel = spec.kernel or load_kernel(spec.kernel_ref)
         self.reader: WindowReader | BlockReader | None = None
         self.thread = threading.current_thread()
+        # Whole tile windows are encoded here when the writer only places every output's.
+        self.encoders: list[TileEncoder] | None = None
+        if spec.outputs and all(out.tiles is not None for out in spec.outputs):
+            self.encoders = [TileEncoder(out.tiles) for out in spec.outputs]
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
         if self.reader is None and self.reduction is not None:
@@ -341,6 +348,15 @@ def compute(
         outs.append(out)
         out_masks.append(mask)
         sums.append(checksum(out, mask) if task.parts == 1 else None)
+    if state.encoders is not None and task.parts == 1:
+        # The slot, if any, held only the inputs: it goes back with the result.
+        encoded = tuple(
+            _encode(enc, out, task) for enc, out in zip(state.encoders, outs, strict=True)
+        )
+        elapsed = time.perf_counter() - start
+        return WindowResult(
+            task.index, encoded, 0.0, elapsed, 0, slot, checksum=tuple(sums), mask=tuple(out_masks)
+        )
     if slot is None:
         elapsed = time.perf_counter() - start
         return WindowResult(
@@ -352,6 +368,17 @@ def compute(
     elapsed = time.perf_counter() - start
     shape = tuple(outs[0].shape[1:])
     return WindowResult(task.index, None, 0.0, elapsed, 0, slot, shape, tuple(sums))
+
+
+def _encode(encoder: TileEncoder, out: np.ndarray, task: WindowTask) -> EncodedTile:
+    from rasterio.errors import RasterioError
+
+    try:
+        return encoder.encode(out)
+    except RasterioError as err:
+        raise WindowFailed(
+            f"encoding the output's tile of window {describe_window(task)} failed: {err}"
+        ) from err
 
 
 def reduce_window(

@@ -1,0 +1,358 @@
+"""Tiles encoded where they are computed, and placed in the output as they are.
+
+A single writer that compresses every tile bounds a run at what one thread of GDAL's
+encoder absorbs (DEFLATE: some 20 MPix/s of float32): on a node of 64 cores, most kernels
+would wait for it. Here the workers encode their own tiles, with GDAL's own encoder (a
+tiled GeoTIFF of one tile in memory, the output's creation options, so every tile is the
+bytes GDAL's writer would have made of it), and the writer only appends the bytes to the
+output and records where they went: its work per tile is a write of the compressed bytes.
+
+The output file is made by GDAL first, without tiles (``SPARSE_OK``): its directory, the
+georeferencing, metadata and tags are GDAL's. `TilePlacer` then appends the tiles in plan
+order and keeps the directory's tile offsets and byte counts up to date; a checkpoint
+writes them and syncs the file, so a run killed at any moment leaves a valid GeoTIFF
+whose journaled tiles are in place. The layout depends only on the plan: the file is the
+same bytes whichever mode, ``--io`` and ``-j`` made it.
+
+Not every output can be made this way (`placement_problem`): a COG is laid out by GDAL's
+COG driver, an internal mask has tiles of its own, and JPEG, WEBP and JPEG-XL tiles share
+tables kept in the directory. Those outputs are written by GDAL tile by tile as before.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+from affine import Affine
+
+# Codecs whose tiles stand alone: a tile encoded in a file of its own is the same bytes
+# in the output.
+PLACEABLE_CODECS = frozenset(
+    {"NONE", "DEFLATE", "LZW", "ZSTD", "LZMA", "PACKBITS", "LERC", "LERC_DEFLATE", "LERC_ZSTD"}
+)
+# Profile keys that are about the whole file, not how one tile is encoded.
+_FILE_KEYS = frozenset(
+    {
+        "driver",
+        "width",
+        "height",
+        "crs",
+        "transform",
+        "gcps",
+        "rpcs",
+        "num_threads",
+        "sparse_ok",
+        "bigtiff",
+        "tfw",
+        "profile",
+        "geotiff_version",
+        "copy_src_overviews",
+    }
+)
+_NORTH_UP = Affine(1.0, 0.0, 1.0, 0.0, -1.0, 1.0)
+_TILE_OFFSETS = 324
+_TILE_BYTE_COUNTS = 325
+# TIFF's SHORT, LONG and LONG8, as struct codes.
+_TIFF_TYPES = {3: "H", 4: "I", 16: "Q"}
+_TYPE_OF_CODE = {code: kind for kind, code in _TIFF_TYPES.items()}
+
+
+def placement_problem(profile: Mapping[str, Any], cog: bool, mask: bool) -> str | None:
+    """Why the output of ``profile`` cannot be made of tiles encoded apart (None if it can)."""
+    if cog:
+        return "a COG is laid out by GDAL's COG driver"
+    if mask:
+        return "an internal mask has tiles of its own"
+    if str(profile.get("driver", "GTiff")).upper() != "GTIFF":
+        return "the output is not a GeoTIFF"
+    if str(profile.get("tiled", "")).upper() not in ("TRUE", "YES", "1"):
+        return "the output is not tiled"
+    codec = str(profile.get("compress") or "NONE").upper()
+    if codec not in PLACEABLE_CODECS:
+        return f"{codec} tiles share tables kept in the file's directory"
+    return None
+
+
+def tile_options(profile: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What encodes one tile of ``profile``'s output: its type, bands, nodata and creation
+    options (small, picklable, comparable: a worker gets it in its spec)."""
+    return tuple(sorted((k, v) for k, v in profile.items() if k not in _FILE_KEYS))
+
+
+@dataclass(frozen=True)
+class EncodedTile:
+    """A tile window's result as the output stores it: one chunk per TIFF tile (one, or
+    one per band when the output is interleaved by band); ``nbytes``, the pixels' size."""
+
+    chunks: tuple[bytes, ...]
+    nbytes: int
+
+
+class TileEncoder:
+    """Encodes tile windows as GDAL's GeoTIFF writer would, given `tile_options`.
+
+    Each tile is written to a GeoTIFF of its own in memory (GDAL releases the GIL while it
+    compresses), and its bytes are taken from there.
+    """
+
+    def __init__(self, options: tuple[tuple[str, Any], ...]) -> None:
+        self.options = dict(options)
+
+    def encode(self, array: np.ndarray) -> EncodedTile:
+        """``array`` (bands, rows, cols), at most one tile in size, as the output stores it.
+
+        Raises
+        ------
+        rasterio.errors.RasterioError
+            If GDAL's encoder refuses the data.
+        """
+        from rasterio.io import MemoryFile
+
+        rows, cols = array.shape[1:]
+        with MemoryFile() as memory:
+            # A transform that changes no tile, so that rasterio has nothing to warn about
+            # (and no warnings filter, which is not thread-safe, to set).
+            with memory.open(
+                driver="GTiff", height=rows, width=cols, transform=_NORTH_UP, **self.options
+            ) as dst:
+                dst.write(array)
+            chunks = TileTable.parse(memory.getbuffer()).chunks()
+        return EncodedTile(chunks, array.nbytes)
+
+
+@dataclass
+class TileTable:
+    """Where a GeoTIFF's first directory keeps its tile offsets and byte counts.
+
+    ``at``, per table (offsets, then byte counts): the file position of its values, and of
+    its directory entry; ``codes``: struct's code of one value ("H", "I" or "Q").
+    """
+
+    order: str  # struct's byte order: "<" or ">"
+    big: bool  # BigTIFF
+    at: list[int]
+    entries: list[int]
+    codes: list[str]
+    tiles: int
+    offsets: list[int]
+    counts: list[int]
+    buffer: Any = None  # the file's bytes, when parsed from memory
+
+    @property
+    def inline(self) -> int:
+        """How many bytes of values a directory entry holds itself."""
+        return 8 if self.big else 4
+
+    @classmethod
+    def parse(cls, buffer: Any) -> TileTable:
+        """The table of a whole GeoTIFF in memory."""
+        table = cls.read(_BufferFile(buffer))
+        table.buffer = buffer
+        return table
+
+    @classmethod
+    def read(cls, fh: BinaryIO) -> TileTable:
+        """The table of the GeoTIFF open in ``fh``.
+
+        Raises
+        ------
+        ValueError
+            If it is not a tiled TIFF whose tables this reads.
+        """
+        fh.seek(0)
+        head = fh.read(16)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None or len(head) < 8:
+            raise ValueError("not a TIFF file")
+        (magic,) = struct.unpack_from(order + "H", head, 2)
+        big = magic == 43
+        if big:
+            (first,) = struct.unpack_from(order + "Q", head, 8)
+            count_code, entry, value_at, inline = "Q", 20, 12, 8
+        elif magic == 42:
+            (first,) = struct.unpack_from(order + "I", head, 4)
+            count_code, entry, value_at, inline = "H", 12, 8, 4
+        else:
+            raise ValueError("not a TIFF file")
+        pointer = order + ("Q" if big else "I")
+        fh.seek(first)
+        (entries,) = struct.unpack(order + count_code, fh.read(struct.calcsize(count_code)))
+        directory = fh.read(entries * entry)
+        found = {}
+        for number in range(entries):
+            at = number * entry
+            tag, kind = struct.unpack_from(order + "HH", directory, at)
+            if tag not in (_TILE_OFFSETS, _TILE_BYTE_COUNTS):
+                continue
+            (count,) = struct.unpack_from(pointer, directory, at + 4)
+            code = _TIFF_TYPES.get(kind)
+            if code is None:
+                raise ValueError(f"tile table of TIFF type {kind}")
+            size = struct.calcsize(code) * count
+            entry_at = first + struct.calcsize(count_code) + at
+            where = entry_at + value_at
+            if size > inline:
+                (where,) = struct.unpack_from(pointer, directory, at + value_at)
+            fh.seek(where)
+            values = list(struct.unpack(order + code * count, fh.read(size)))
+            found[tag] = (where, entry_at, code, count, values)
+        if _TILE_OFFSETS not in found or _TILE_BYTE_COUNTS not in found:
+            raise ValueError("not a tiled TIFF")
+        tables = (found[_TILE_OFFSETS], found[_TILE_BYTE_COUNTS])
+        return cls(
+            order,
+            big,
+            [t[0] for t in tables],
+            [t[1] for t in tables],
+            [t[2] for t in tables],
+            tables[0][3],
+            tables[0][4],
+            tables[1][4],
+        )
+
+    def chunks(self) -> tuple[bytes, ...]:
+        """Every tile's bytes, from the parsed buffer."""
+        return tuple(
+            bytes(self.buffer[offset : offset + count])
+            for offset, count in zip(self.offsets, self.counts, strict=True)
+        )
+
+    def packed(self) -> list[bytes]:
+        """The offsets and byte counts as the file stores them."""
+        return [
+            struct.pack(self.order + code * self.tiles, *values)
+            for code, values in zip(self.codes, (self.offsets, self.counts), strict=True)
+        ]
+
+
+class _BufferFile:
+    """Enough of a binary file over a buffer for `TileTable.read`."""
+
+    def __init__(self, buffer: Any) -> None:
+        self._view = memoryview(buffer)
+        self._at = 0
+
+    def seek(self, at: int) -> None:
+        self._at = at
+
+    def read(self, size: int) -> bytes:
+        data = bytes(self._view[self._at : self._at + size])
+        self._at += len(data)
+        return data
+
+
+class TilePlacer:
+    """Appends encoded tiles to a tiled GeoTIFF that GDAL made without them, and keeps its
+    directory's tile offsets and byte counts.
+
+    ``tiles_across``, ``tiles_down``: the output's tile grid. A tile window has one chunk
+    per plane (``planes``: the band count when the file is interleaved by band, else 1).
+
+    GDAL sized the tables for a file without tiles (byte counts of zero fit in 16 bits):
+    they are first moved to the end of the file, at full width (32 bits, or 64 in a
+    BigTIFF), and the directory pointed at them; the tiles follow.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a tiled TIFF of that grid.
+    OSError
+        If moving the tables fails (``filename``: the output's).
+    """
+
+    def __init__(self, path: str, tiles_across: int, tiles_down: int) -> None:
+        self.path = path
+        self._fh = open(path, "r+b")
+        try:
+            self.table = TileTable.read(self._fh)
+            self._per_plane = tiles_across * tiles_down
+            self._across = tiles_across
+            self.planes, extra = divmod(self.table.tiles, self._per_plane)
+            if extra or not self.planes:
+                raise ValueError(
+                    f"{path} has {self.table.tiles} tiles, not {self._per_plane} a plane"
+                )
+            self._end = os.fstat(self._fh.fileno()).st_size
+            self._widen()
+        except BaseException:
+            self._fh.close()
+            raise
+        self._limit = (1 << 32) - 1 if not self.table.big else (1 << 63) - 1
+
+    def _widen(self) -> None:
+        """Move both tables to the end of the file at full width (see the class)."""
+        table = self.table
+        code = "Q" if table.big else "I"
+        pointer = table.order + code
+        for number, entry_at in enumerate(table.entries):
+            size = struct.calcsize(code) * table.tiles
+            # The entry's type, count and value (or pointer to the values), in one write.
+            head = struct.pack(table.order + "H", _TYPE_OF_CODE[code])
+            head += struct.pack(pointer, table.tiles)
+            if size <= table.inline:  # the values stay in the entry itself
+                where = entry_at + (12 if table.big else 8)
+                head += bytes(table.inline)
+            else:
+                where = self._end + (-self._end % 8)
+                self._write(bytes(size), where)
+                self._end = where + size
+                head += struct.pack(pointer, where)
+            self._write(head, entry_at + 2)
+            table.at[number] = where
+            table.codes[number] = code
+
+    def place(self, row: int, col: int, tile: EncodedTile) -> None:
+        """Append the tile window at tile ``row``, ``col``.
+
+        Raises
+        ------
+        OSError
+            If writing fails (a full disk), or the file would outgrow classic TIFF's
+            4 GiB (errno EFBIG); its ``filename`` is the output's.
+        """
+        if len(tile.chunks) != self.planes:
+            raise ValueError(f"{len(tile.chunks)} chunks for a tile of {self.planes} planes")
+        for plane, chunk in enumerate(tile.chunks):
+            if self._end + len(chunk) > self._limit:
+                raise OSError(
+                    errno.EFBIG,
+                    "it outgrows a classic TIFF's 4 GiB; pass --co BIGTIFF=YES",
+                    self.path,
+                )
+            self._write(chunk, self._end)
+            number = plane * self._per_plane + row * self._across + col
+            self.table.offsets[number] = self._end
+            self.table.counts[number] = len(chunk)
+            self._end += len(chunk)
+
+    def flush(self) -> None:
+        """Write the tile offsets and byte counts, and put the file on disk.
+
+        Raises
+        ------
+        OSError
+            If writing or syncing fails; its ``filename`` is the output's.
+        """
+        for data, at in zip(self.table.packed(), self.table.at, strict=True):
+            self._write(data, at)
+        try:
+            os.fsync(self._fh.fileno())
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, self.path) from err
+
+    def _write(self, data: bytes, at: int) -> None:
+        try:
+            written = os.pwrite(self._fh.fileno(), data, at)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, self.path) from err
+        if written != len(data):  # a short write: the disk filled up within it
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+
+    def close(self) -> None:
+        self._fh.close()
