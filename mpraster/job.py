@@ -42,6 +42,7 @@ from mpraster.metadata import (
 from mpraster.options import CHECKPOINT_MB, RunOptions, check_output_format
 from mpraster.output import CogOptions, check_output
 from mpraster.resume import JournalState, fingerprint, input_identity, previous_run
+from mpraster.tiles import placement_problem, tiles_described
 from mpraster.validity import OutputValidity, plan_validity
 from mpraster.validity import band_nodata as nodata_per_band
 from mpraster.windows import (
@@ -490,6 +491,10 @@ def _shard(job: Job, options: RunOptions) -> Job:
             "metadata": out.metadata.to_json(),
             "mask": out.validity.writes_mask,
         }
+        if placement_problem(out.profile, False, out.validity.writes_mask) is None:
+            # How the shard's tiles are encoded: merge copies them as they are when its
+            # output would encode them so too.
+            plan["tiles"] = tiles_described(out.profile)
         tags = {
             "MPRASTER_JOB": out.fingerprint,
             "MPRASTER_SHARD": f"{index}/{count}",

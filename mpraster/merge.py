@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import re
+import struct
 import time
+import zlib
 from collections.abc import Callable
+from typing import BinaryIO
 
 import numpy as np
 from rasterio.io import DatasetReader
+from rasterio.windows import Window
 
 from mpraster.budget import main_gdal_env
 from mpraster.creation_options import output_profile
@@ -23,6 +28,7 @@ from mpraster.output import Checkpoints, CogOptions, OutputWriter
 from mpraster.progress import NullProgress, ProgressSink
 from mpraster.resume import checksum, fingerprint, partial_path
 from mpraster.stats import RunStats
+from mpraster.tiles import EncodedTile, TileTable, tiles_described
 from mpraster.windows import plan_windows, shard_path, shard_range, tile_windows
 
 
@@ -86,7 +92,7 @@ def _merge_shards_locked(output: str, overwrite: bool, progress: ProgressSink | 
                 mask=plan.get("mask", False),
             ) as writer,
         ):
-            _copy_tiles(sources, tiles, writer, stats, progress, plan.get("mask", False))
+            _copy_tiles(sources, tiles, writer, stats, progress, plan)
             writer.commit()
         progress.close()
     finally:
@@ -184,22 +190,76 @@ def _copy_tiles(
     writer: OutputWriter,
     stats: RunStats,
     progress: ProgressSink,
-    with_mask: bool,
+    plan: dict,
 ) -> None:
-    """Write every tile window (and its mask), in plan order, from the shard that holds it."""
+    """Write every tile window (and its mask), in plan order, from the shard that holds it.
+
+    When the shards' tiles are encoded as the merged output encodes them (`_stored_tiles`),
+    their bytes are copied as they are: nothing is decoded or encoded again.
+    """
     count = len(sources)
-    for number, tile in enumerate(tiles):
-        owner = next(i for i in range(count) if number in shard_range(len(tiles), i, count))
-        start = time.perf_counter()
-        data = sources[owner].read(window=tile)
-        mask = sources[owner].read_masks(1, window=tile) if with_mask else None
-        stats.read_seconds += time.perf_counter() - start
-        start = time.perf_counter()
-        writer.write(data, tile, checksum(data, mask), mask)
-        stats.write_seconds += time.perf_counter() - start
-        pixels = int(tile.height) * int(tile.width)
-        stats.windows += 1
-        stats.pixels += pixels
-        stats.bytes_read += data.nbytes
-        stats.bytes_written += data.nbytes
-        progress.advance(1, pixels)
+    with_mask = plan.get("mask", False)
+    with contextlib.ExitStack() as files:
+        stored = _stored_tiles(sources, plan, writer, files)
+        for number, tile in enumerate(tiles):
+            owner = next(i for i in range(count) if number in shard_range(len(tiles), i, count))
+            start = time.perf_counter()
+            pixels = int(tile.height) * int(tile.width)
+            size = pixels * sources[owner].count * np.dtype(sources[owner].dtypes[0]).itemsize
+            if stored is not None:
+                data, mask = _stored_tile(sources[owner].name, *stored[owner], tile, size), None
+                known = zlib.crc32(b"".join(data.chunks))
+                stats.bytes_read += sum(len(chunk) for chunk in data.chunks)
+            else:
+                data = sources[owner].read(window=tile)
+                mask = sources[owner].read_masks(1, window=tile) if with_mask else None
+                known = checksum(data, mask)
+                stats.bytes_read += data.nbytes
+            stats.read_seconds += time.perf_counter() - start
+            start = time.perf_counter()
+            writer.write(data, tile, known, mask)
+            stats.write_seconds += time.perf_counter() - start
+            stats.windows += 1
+            stats.pixels += pixels
+            stats.bytes_written += size
+            progress.advance(1, pixels)
+
+
+def _stored_tiles(
+    sources: list[DatasetReader], plan: dict, writer: OutputWriter, files: contextlib.ExitStack
+) -> list[tuple[BinaryIO, TileTable, int, int, int]] | None:
+    """Per shard, its open file, tile table, tile grid and tile size, when its stored tiles can be
+    copied as they are: the writer places tiles, and the shards' plan says their tiles
+    were encoded with the merged output's options (shards of older versions do not say)."""
+    if not writer.placed_tiles or plan.get("tiles") != tiles_described(writer.profile):
+        return None
+    block = plan["block_size"]
+    stored = []
+    for src in sources:
+        fh = files.enter_context(open(src.name, "rb"))
+        try:
+            table = TileTable.read(fh)
+        except (ValueError, struct.error) as err:
+            raise ShardMergeError(f"the shard {src.name} is not a tiled GeoTIFF: {err}") from err
+        stored.append((fh, table, -(-src.width // block), -(-src.height // block), block))
+    return stored
+
+
+def _stored_tile(
+    name: str,
+    fh: BinaryIO,
+    table: TileTable,
+    across: int,
+    down: int,
+    block: int,
+    tile: Window,
+    size: int,
+) -> EncodedTile:
+    """The shard's stored bytes of ``tile`` (``size``: its pixels' bytes)."""
+    row, col = int(tile.row_off) // block, int(tile.col_off) // block
+    chunks = table.read_chunks(fh, table.numbers(row, col, across, down))
+    if chunks is None:
+        raise ShardMergeError(
+            f"the shard {name} lacks its tile at row {row}, col {col}; run that shard again"
+        )
+    return EncodedTile(chunks, size)

@@ -22,6 +22,7 @@ tables kept in the directory. Those outputs are written by GDAL tile by tile as 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import struct
 from collections.abc import Mapping
@@ -83,6 +84,11 @@ def tile_options(profile: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """What encodes one tile of ``profile``'s output: its type, bands, nodata and creation
     options (small, picklable, comparable: a worker gets it in its spec)."""
     return tuple(sorted((k, v) for k, v in profile.items() if k not in _FILE_KEYS))
+
+
+def tiles_described(profile: Mapping[str, Any]) -> list:
+    """`tile_options` as JSON gives them back (a shard's plan keeps them for merge)."""
+    return json.loads(json.dumps(tile_options(profile), default=str))
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,26 @@ class TileTable:
             tables[0][4],
             tables[1][4],
         )
+
+    def numbers(self, row: int, col: int, across: int, down: int) -> list[int]:
+        """The TIFF tile numbers of the tile window at ``row``, ``col`` of a grid
+        ``across`` x ``down``: one per plane (a file interleaved by band has one per band)."""
+        per_plane = across * down
+        return [plane * per_plane + row * across + col for plane in range(self.tiles // per_plane)]
+
+    def read_chunks(self, fh: BinaryIO, numbers: list[int]) -> tuple[bytes, ...] | None:
+        """The stored bytes of tiles ``numbers`` from ``fh``; None if one is not in the file."""
+        chunks = []
+        for number in numbers:
+            offset, count = self.offsets[number], self.counts[number]
+            if not offset or not count:
+                return None
+            fh.seek(offset)
+            chunk = fh.read(count)
+            if len(chunk) != count:
+                return None
+            chunks.append(chunk)
+        return tuple(chunks)
 
     def chunks(self) -> tuple[bytes, ...]:
         """Every tile's bytes, from the parsed buffer."""
