@@ -166,6 +166,14 @@ def _worker_spec(job: Job) -> WorkerSpec:
     )
 
 
+def _tile_grid(job: Job, out: OutputPlan) -> tuple[int, int] | None:
+    """The tiles across and down of ``out``, if its writer places its tiles as stored."""
+    if placement_problem(out.profile, job.cog is not None, out.validity.writes_mask):
+        return None
+    block_rows, block_cols = out.profile["blockysize"], out.profile["blockxsize"]
+    return -(-out.profile["width"] // block_cols), -(-out.profile["height"] // block_rows)
+
+
 def _tiles(job: Job, out: OutputPlan) -> tuple | None:
     """How workers encode ``out``'s tiles, if its writer only places them (as
     `OutputWriter` decides) and there are several workers.
@@ -200,7 +208,11 @@ def _run_pipeline(
             if out.resume_from is not None:
                 resumed.append(
                     ResumeSource.take(
-                        out.path, out.resume_from, job.tiles, out.validity.writes_mask
+                        out.path,
+                        out.resume_from,
+                        job.tiles,
+                        out.validity.writes_mask,
+                        _tile_grid(job, out),
                     )
                 )
         if job.io == "main":
@@ -254,7 +266,10 @@ class _Feeder:
             parts = [source.read(task) for source in self.resumed]
             data = tuple(part[0] for part in parts)
             masks = tuple(part[1] for part in parts)
-            future.set_result(WindowResult(task.index, data, 0.0, 0.0, 0, mask=masks))
+            sums = tuple(source.checksum(task) for source in self.resumed)
+            future.set_result(
+                WindowResult(task.index, data, 0.0, 0.0, 0, checksum=sums, mask=masks)
+            )
             self.stats.read_seconds += time.perf_counter() - start
             self.stats.windows_resumed += 1
             return future

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import numpy as np
 
 from mpraster.errors import ResumeError, UnfinishedRunError
 from mpraster.inputs import is_local_path, open_raster
+from mpraster.tiles import EncodedTile, TileTable
 
 FORMAT = 1
 # Checkpoint about every this many bytes of output (a whole number of tile windows).
@@ -208,6 +210,10 @@ class ResumeSource:
     place) and opens it; `close` removes it once it is of no more use, or puts it back if
     the old run is still the one to resume (its journal untouched: the new run failed
     before it began its own).
+
+    With ``grid`` (tiles across and down), the output's tiles are placed as stored
+    (`mpraster.tiles`): a whole tile window is then handed over as its stored bytes, once
+    its pixels are checked, and the writer does not encode it again.
     """
 
     def __init__(
@@ -217,6 +223,7 @@ class ResumeSource:
         done: Sequence[int],
         tiles: Sequence[Any],
         with_mask: bool = False,
+        grid: tuple[int, int] | None = None,
     ):
         self.output = output
         self.path = path
@@ -225,17 +232,35 @@ class ResumeSource:
         self.with_mask = with_mask
         self.dataset = open_raster(path)
         self._tile: tuple[int, np.ndarray, np.ndarray | None] | None = None
+        self._stored: tuple[Any, TileTable] | None = None
+        self._grid = grid
+        if grid is not None:
+            fh = open(path, "rb")
+            try:
+                self._stored = (fh, TileTable.read(fh))
+            except (ValueError, struct.error) as err:
+                fh.close()
+                self.dataset.close()
+                raise ResumeError(
+                    f"{path} is not a tiled GeoTIFF ({err}); start again with --overwrite"
+                ) from err
 
     @classmethod
     def take(
-        cls, output: str, state: JournalState, tiles: Sequence[Any], with_mask: bool = False
+        cls,
+        output: str,
+        state: JournalState,
+        tiles: Sequence[Any],
+        with_mask: bool = False,
+        grid: tuple[int, int] | None = None,
     ) -> ResumeSource:
         """Move ``output``'s partial aside and open it; ``state`` is its journal;
-        ``with_mask``: the output has a mask, journaled with the pixels."""
+        ``with_mask``: the output has a mask, journaled with the pixels; ``grid``: see
+        the class."""
         path = partial_path(output) + ".resume"
         os.replace(partial_path(output), path)
         try:
-            return cls(output, path, state.done, tiles, with_mask)
+            return cls(output, path, state.done, tiles, with_mask, grid)
         except BaseException:
             os.replace(path, partial_path(output))
             raise
@@ -243,9 +268,16 @@ class ResumeSource:
     def has(self, task: Any) -> bool:
         return self.index[(task.tile.row_off, task.tile.col_off)] < len(self.done)
 
-    def read(self, task: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def checksum(self, task: Any) -> int | None:
+        """The journal's checksum of a whole tile window's task (None for a part)."""
+        if task.parts != 1:
+            return None
+        return self.done[self.index[(task.tile.row_off, task.tile.col_off)]]
+
+    def read(self, task: Any) -> tuple[np.ndarray | EncodedTile, np.ndarray | None]:
         """The task's rows of its tile and of its mask (None without one), read once per
-        tile and checked against the journal."""
+        tile and checked against the journal; a whole tile of placed tiles as its stored
+        bytes (see the class)."""
         number = self.index[(task.tile.row_off, task.tile.col_off)]
         if self._tile is None or self._tile[0] != number:
             data = self.dataset.read(window=task.tile)
@@ -258,11 +290,19 @@ class ResumeSource:
             self._tile = (number, data, mask)
         start, stop = task.rows_in_tile
         _, data, mask = self._tile
+        if self._stored is not None and task.parts == 1:
+            fh, table = self._stored
+            row, col = divmod(number, self._grid[0])
+            chunks = table.read_chunks(fh, table.numbers(row, col, *self._grid))
+            if chunks is not None:
+                return EncodedTile(chunks, data.nbytes), mask
         return data[:, start:stop], None if mask is None else mask[start:stop]
 
     def close(self) -> None:
         """Close it, and keep it only where it is still what a journal describes."""
         self.dataset.close()
+        if self._stored is not None:
+            self._stored[0].close()
         state = read_journal(journal_path(self.output))
         if (
             state is not None
