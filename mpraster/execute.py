@@ -28,10 +28,10 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
-from mpraster.assembly import TileAssembly
+from mpraster.assembly import TileAssembly, WholeTile
 from mpraster.budget import main_gdal_env
 from mpraster.errors import Interrupted, WorkerDied
 from mpraster.inputs import WindowReader, network_config
@@ -178,9 +178,9 @@ def _tiles(job: Job, out: OutputPlan) -> tuple | None:
     """How workers encode ``out``'s tiles, if its writer only places them (as
     `OutputWriter` decides) and there are several workers.
 
-    A lone worker leaves the encoding to the writer's thread, which would otherwise sit
-    idle: the kernel and the encoder then run at once on two threads. The tiles are the
-    same bytes whoever encodes them.
+    A lone worker leaves the encoding to the writer's pool (`TileAssembly`): the kernel
+    and the encoder then run at once on two threads. The tiles are the same bytes whoever
+    encodes them.
     """
     if job.jobs == 1 or placement_problem(
         out.profile, job.cog is not None, out.validity.writes_mask
@@ -290,6 +290,13 @@ def _write_outputs(
     After a stop, what was written is made durable and journaled for ``--resume``.
     """
     with contextlib.ExitStack() as writers_open:
+        # Encodes the tiles of placed outputs that reach the writer as pixels (strips
+        # assembled into tiles, or every tile with -j 1), on as many threads as workers:
+        # threads start only when a tile needs them.
+        # Shut down after the writer's thread (entered later, left earlier), which may
+        # wait on its tiles.
+        pool = ThreadPoolExecutor(job.jobs, thread_name_prefix="mpraster-encode")
+        writers_open.callback(pool.shutdown, wait=True, cancel_futures=True)
         assemblies = []
         writers = []
         for out in job.outputs:
@@ -305,12 +312,13 @@ def _write_outputs(
                 out.validity.writes_mask,
             )
             writers.append(writers_open.enter_context(writer))
-            assemblies.append(TileAssembly(writer, out.dtype, out.bands))
+            assemblies.append(TileAssembly(writer, out.dtype, out.bands, pool))
 
-        def write_parts(task: WindowTask, parts: list, known: tuple) -> None:
+        def write_tiles(task: WindowTask, tiles: list[WholeTile | None]) -> None:
             start = time.perf_counter()  # in the writer's thread
-            for assembly, (data, mask), checked in zip(assemblies, parts, known, strict=True):
-                assembly.add(task, data, checked, mask)
+            for assembly, tile in zip(assemblies, tiles, strict=True):
+                if tile is not None:
+                    assembly.write(tile)
             stats.write_seconds += time.perf_counter() - start
             progress.advance(1, task.pixels)  # written, as a stopped run journals it
 
@@ -327,7 +335,11 @@ def _write_outputs(
                     feeder.backend.release(result)
                 parts = result.parts()
             known = result.checksum or (None,) * len(parts)
-            writes.put(write_parts, task, parts, known)
+            tiles = [
+                assembly.add(task, data, checked, mask)
+                for assembly, (data, mask), checked in zip(assemblies, parts, known, strict=True)
+            ]
+            writes.put(write_tiles, task, tiles)
             stats.bytes_written += sum(data.nbytes for data, _ in parts)
             stats.windows += 1
             stats.pixels += task.pixels

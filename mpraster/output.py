@@ -11,6 +11,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,10 +273,11 @@ class OutputWriter:
             # Every option that changes a tile's bytes reaches its encoder when it is
             # made: nothing for GDAL to copy at the end.
             self._work_profile, self.copy_at_end = {**self.profile, "sparse_ok": "TRUE"}, False
-            self._encoder: TileEncoder | None = TileEncoder(tile_options(self.profile))
+            # Encodes the tiles given as pixels (see `mpraster.assembly.TileAssembly`).
+            self.encoder: TileEncoder | None = TileEncoder(tile_options(self.profile))
         else:
             self._work_profile, self.copy_at_end = writer_profiles(self.profile, cog is not None)
-            self._encoder = None
+            self.encoder = None
         self._placer: TilePlacer | None = None
         self._final_path = f"{self.path}-final"
         self._open_options = (
@@ -372,22 +374,26 @@ class OutputWriter:
 
     def write(
         self,
-        array: np.ndarray,
+        array: np.ndarray | EncodedTile | Future,
         window: Window,
         checksum: int | None = None,
         mask: np.ndarray | None = None,
     ) -> None:
         """Write one tile window's result and its mask, if the output has one
-        (``checksum``: theirs, for the journal).
+        (``checksum``: theirs, for the journal). A placed output's tile may come as its
+        stored bytes, or as a Future of them and the checksum (encoded on another thread).
 
         Raises
         ------
         OutputWriteError
-            If GDAL or the journal fails (disk full, I/O error, a codec refusing the data).
+            If GDAL or the journal fails (disk full, I/O error, a codec refusing the data),
+            or encoding the tile failed.
         """
         with self._writing():
+            if isinstance(array, Future):
+                array, checksum = array.result()
             if self._placer is not None:
-                tile = array if isinstance(array, EncodedTile) else self._encoder.encode(array)
+                tile = array if isinstance(array, EncodedTile) else self.encoder.encode(array)
                 row = int(window.row_off) // self.profile["blockysize"]
                 col = int(window.col_off) // self.profile["blockxsize"]
                 self._placer.place(row, col, tile)
