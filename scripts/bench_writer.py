@@ -1,33 +1,41 @@
 """Benchmark the single writer's ceiling: the MPix/s that mpraster's own writer path
-absorbs when results are free, per codec and dtype; the end-to-end no-op run beside it;
-the core count at which each built-in kernel would saturate it; shards + merge; and a
-simulation of many cheap workers feeding one writer.
+absorbs when results are free, per codec and dtype, on each of its three paths; the
+end-to-end no-op run beside it; the core count at which each built-in kernel would
+saturate it; shards + merge; and a simulation of many cheap workers feeding one writer.
 
     $ python scripts/bench_writer.py [--runs 3] [--size 4096] [--write]
 
 The writer is timed through `mpraster.execute._write_outputs` itself (the scheduler, the
 reorder buffer, `TileAssembly`, `OutputWriter` with its checkpoints, finish and rename),
 on a job planned exactly as ``mpraster run -j 2 --mode threads`` plans it (the profile of
-`mpraster.creation_options.output_profile`, NUM_THREADS=2 for a compressed output, the
-main process's GDAL block cache), with every window's result already in memory.
+`mpraster.creation_options.output_profile`, the main process's GDAL block cache), with
+every window's result already in memory. Its three paths:
+
+* **GDAL writes every tile**: GDAL's GTiff writer compresses each tile (on NUM_THREADS=2
+  threads) and lays out the file; the path of outputs whose tiles cannot be placed (COG,
+  a mask, JPEG/WEBP), and of every output before `mpraster.tiles`.
+* **the writer encodes**: the writer's thread encodes each tile itself
+  (`mpraster.tiles.TileEncoder`) and places it: what ``-j 1`` does.
+* **the writer places**: the tiles arrive encoded (the workers encoded them, as with
+  ``-j 2`` and more): the writer only appends their bytes in plan order.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import statistics
 import sys
 import time
-import warnings
 from concurrent.futures import Future
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import rasterio
 from affine import Affine
 from benchlib import argument_parser, mpraster_command, timed, write_section
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.io import MemoryFile
 
 import mpraster
 from mpraster.budget import main_gdal_env
@@ -52,9 +60,13 @@ from mpraster.progress import NullProgress
 from mpraster.resume import checksum
 from mpraster.sample import write_raster, write_sample
 from mpraster.stats import RunStats
+from mpraster.tiles import TileEncoder, tile_options
 from mpraster.worker import WindowResult
 
 CODECS = [None, "DEFLATE", "ZSTD", "LZW"]
+# The writer's paths (see the docstring).
+GDAL, ENCODES, PLACES = "GDAL writes every tile", "the writer encodes", "the writer places"
+PATHS = (GDAL, ENCODES, PLACES)
 WINDOW = 512
 
 NOOP_SOURCE = '''"""A kernel that returns its input: the run costs only reading and writing."""
@@ -116,11 +128,13 @@ def ctx(nodata=None, halo=0) -> KernelContext:
 
 class _PremadeFeeder:
     """Hands the writer path results that cost nothing: every window's array is cut out
-    and checksummed (as a worker does) before the clock starts."""
+    and checksummed (as a worker does) before the clock starts; with ``encoded``, its tile
+    is encoded too (as a worker does when the writer only places tiles)."""
 
     backend = None
 
-    def __init__(self, job, array: np.ndarray) -> None:
+    def __init__(self, job, array: np.ndarray, encoded: bool = False) -> None:
+        encoder = TileEncoder(tile_options(job.outputs[0].profile)) if encoded else None
         self.results = {}
         for task in job.tasks:
             w = task.window
@@ -128,8 +142,9 @@ class _PremadeFeeder:
             cols = slice(int(w.col_off), int(w.col_off + w.width))
             data = np.ascontiguousarray(array[np.newaxis, rows, cols])
             whole = checksum(data, None) if task.parts == 1 else None
+            result = encoder.encode(data) if encoder is not None and task.parts == 1 else data
             self.results[task.index] = WindowResult(
-                task.index, (data,), 0.0, 0.0, 0, checksum=(whole,), mask=(None,)
+                task.index, (result,), 0.0, 0.0, 0, checksum=(whole,), mask=(None,)
             )
 
     def submit(self, task) -> Future:
@@ -138,28 +153,39 @@ class _PremadeFeeder:
         return future
 
 
-def writer_seconds(src: Path, array: np.ndarray, out: Path, co: dict, cache=None) -> float:
-    """One pass of the production writer path over ``array``: seconds; ``cache``: a GDAL
-    block cache in bytes instead of the run's."""
-    job = plan_job(
-        [str(src)],
-        str(out),
-        noop,
-        jobs=2,
-        mode="threads",
-        creation_options=co,
-        overwrite=True,
-    )
-    feeder = _PremadeFeeder(job, array)
-    stats = RunStats()
-    with (
-        OutputLock(str(out)),
-        main_gdal_env(job.main_cache_bytes, job.gdal_config),
-        rasterio.Env(**({"GDAL_CACHEMAX": cache} if cache else {})),
-    ):
-        start = time.perf_counter()
-        _write_outputs(job, feeder, NullProgress(), None, stats)
-        return time.perf_counter() - start
+@contextlib.contextmanager
+def gdal_writes_every_tile():
+    """The writer path as it was before tiles were placed (and as COG, masked, JPEG and
+    WEBP outputs still take it): GDAL's GTiff writer encodes and lays out every tile."""
+    reason = "measuring GDAL's own writer"
+    # By name: the package's ``execute`` is the function, not the module.
+    modules = [importlib.import_module(f"mpraster.{name}") for name in ("output", "execute")]
+    with contextlib.ExitStack() as patched:
+        for module in modules:
+            patched.enter_context(mock.patch.object(module, "placement_problem", lambda *a: reason))
+        yield
+
+
+def writer_seconds(
+    src: Path, array: np.ndarray, out: Path, co: dict, path: str = PLACES, cache=None
+) -> float:
+    """One pass of the production writer path over ``array`` on ``path`` (one of PATHS):
+    seconds; ``cache``: a GDAL block cache in bytes instead of the run's."""
+    with gdal_writes_every_tile() if path == GDAL else contextlib.nullcontext():
+        job = plan_job(
+            [str(src)], str(out), noop, jobs=2, mode="threads", creation_options=co,
+            overwrite=True,
+        )  # fmt: skip
+        feeder = _PremadeFeeder(job, array, encoded=path == PLACES)
+        stats = RunStats()
+        with (
+            OutputLock(str(out)),
+            main_gdal_env(job.main_cache_bytes, job.gdal_config),
+            rasterio.Env(**({"GDAL_CACHEMAX": cache} if cache else {})),
+        ):
+            start = time.perf_counter()
+            _write_outputs(job, feeder, NullProgress(), None, stats)
+            return time.perf_counter() - start
 
 
 def median_rate(pixels: int, runs: int, once) -> float:
@@ -176,31 +202,73 @@ def check_written(out: Path, array: np.ndarray) -> None:
 
 
 def ceiling_table(data: Path, arrays: dict, runs: int) -> tuple[str, dict]:
+    """MPix/s of the writer path, per codec, dtype and path; every output checked first,
+    and the three paths' files compared (the same pixels; the placed paths the same
+    bytes)."""
+    header = " | ".join(f"{dtype}, {path}" for dtype in arrays for path in PATHS)
+    rows = [f"| output codec | {header} |", "|---|" + "---|" * len(arrays) * len(PATHS)]
+    rates: dict[tuple[str, str, str], float] = {}
+    for codec in CODECS:
+        cells = []
+        for dtype, (src, array) in arrays.items():
+            outs = {}
+            for path in PATHS:
+                out = data / f"ceiling-{dtype}-{codec_name(codec)}-{PATHS.index(path)}.tif"
+                co = creation(codec)
+                writer_seconds(src, array, out, co, path)  # warm, and checked before timing
+                check_written(out, array)
+                outs[path] = out
+                rate = median_rate(
+                    array.size,
+                    runs,
+                    lambda src=src, array=array, out=out, co=co, path=path: writer_seconds(
+                        src, array, out, co, path
+                    ),
+                )
+                rates[(codec_name(codec), dtype, path)] = rate
+                cells.append(f"{rate:.1f}")
+            if outs[ENCODES].read_bytes() != outs[PLACES].read_bytes():
+                raise SystemExit(f"{outs[ENCODES]} and {outs[PLACES]} differ")
+        rows.append(f"| {codec_name(codec)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows), rates
+
+
+def encode_rates(arrays: dict, runs: int) -> tuple[str, dict]:
+    """MPix/s per core of encoding one 512² tile as a worker does (`TileEncoder`)."""
     rows = [
-        "| output codec | float32 MPix/s | float32 MB/s | uint8 MPix/s | uint8 MB/s |",
-        "|---|---|---|---|---|",
+        "| output codec | "
+        + " | ".join(f"{dtype}: MPix/s per core | {dtype}: compressed to" for dtype in arrays)
+        + " |",
+        "|---|" + "---|---|" * len(arrays),
     ]
     rates: dict[tuple[str, str], float] = {}
     for codec in CODECS:
         cells = []
-        for dtype, (src, array) in arrays.items():
-            out = data / f"ceiling-{dtype}-{codec_name(codec)}.tif"
-            co = creation(codec)
-            writer_seconds(src, array, out, co)  # warm, and checked before timing
-            check_written(out, array)
+        for dtype, (_, array) in arrays.items():
+            profile = {
+                "driver": "GTiff", "dtype": dtype, "count": 1, "tiled": True,
+                "blockxsize": WINDOW, "blockysize": WINDOW, **creation(codec),
+            }  # fmt: skip
+            encoder = TileEncoder(tile_options(profile))
+            tiles = [
+                np.ascontiguousarray(array[np.newaxis, r : r + WINDOW, c : c + WINDOW])
+                for r in range(0, array.shape[0], WINDOW)
+                for c in range(0, array.shape[1], WINDOW)
+            ][::4]
+            stored = sum(len(c) for t in tiles for c in encoder.encode(t).chunks)
             rate = median_rate(
-                array.size,
+                sum(t.size for t in tiles),
                 runs,
-                lambda src=src, array=array, out=out, co=co: writer_seconds(src, array, out, co),
+                lambda enc=encoder, tiles=tiles: _seconds(lambda: [enc.encode(t) for t in tiles]),
             )
             rates[(codec_name(codec), dtype)] = rate
-            cells.append(f"{rate:.1f} | {rate * array.itemsize:.0f}")
+            cells.append(f"{rate:.1f} | {stored / sum(t.nbytes for t in tiles):.0%}")
         rows.append(f"| {codec_name(codec)} | " + " | ".join(cells) + " |")
     return "\n".join(rows), rates
 
 
 def tuning_table(data: Path, arrays: dict, runs: int) -> str:
-    """The writer's own knobs, float32 DEFLATE: GDAL's compression threads, block cache."""
+    """GDAL's writer's own knobs, float32 DEFLATE: its compression threads, block cache."""
     src, array = arrays["float32"]
     out = data / "tuning.tif"
     cases = [
@@ -208,30 +276,30 @@ def tuning_table(data: Path, arrays: dict, runs: int) -> str:
         ("NUM_THREADS=2 (what -j 2 sets: the default)", creation("DEFLATE"), None),
         ("NUM_THREADS=4", creation("DEFLATE", num_threads="4"), None),
         ("NUM_THREADS=2, GDAL_CACHEMAX=512 MiB", creation("DEFLATE"), 512 << 20),
-        ("NUM_THREADS=2, ZLEVEL=1", creation("DEFLATE", zlevel="1"), None),
-        ("NUM_THREADS=2, PREDICTOR=3", creation("DEFLATE", predictor="3"), None),
     ]
     rows = [
-        "| float32, DEFLATE, writer path | MPix/s | cores busy (CPU s / wall s of the process) |",
+        "| float32, DEFLATE, GDAL writes every tile | MPix/s | cores busy (CPU s / wall s of "
+        "the process) |",
         "|---|---|---|",
     ]
     for name, co, cache in cases:
-        writer_seconds(src, array, out, co, cache)
+        writer_seconds(src, array, out, co, GDAL, cache)
         check_written(out, array)
         cpu = time.process_time()
-        walls = [writer_seconds(src, array, out, co, cache) for _ in range(runs)]
+        walls = [writer_seconds(src, array, out, co, GDAL, cache) for _ in range(runs)]
         cpu = time.process_time() - cpu
         rate = array.size / 1e6 / statistics.median(walls)
         rows.append(f"| {name} | {rate:.1f} | {cpu / sum(walls):.2f} |")
     return "\n".join(rows)
 
 
-def end_to_end_table(data: Path, arrays: dict, runs: int, rates: dict) -> str:
+def end_to_end_table(data: Path, arrays: dict, runs: int, encoding: dict) -> str:
     """Whole ``mpraster run`` processes of the no-op kernel (threads, --io main)."""
     kernel = data / "noop_kernel.py"
     kernel.write_text(NOOP_SOURCE)
     rows = [
-        "| float32 no-op, whole process | output codec | -j 1 MPix/s | -j 2 MPix/s | writer ceiling | -j 2 / ceiling |",
+        "| float32 no-op, whole process | output codec | -j 1 MPix/s | -j 2 MPix/s | "
+        "encoding, one core | -j 2 / two cores' encoding |",
         "|---|---|---|---|---|---|",
     ]
     src, array = arrays["float32"]
@@ -247,10 +315,10 @@ def end_to_end_table(data: Path, arrays: dict, runs: int, rates: dict) -> str:
             check_written(out, array)
             walls = [timed(cmd)[0] for _ in range(runs)]
             figures[jobs] = array.size / 1e6 / statistics.median(walls)
-        ceiling = rates[(codec_name(codec), "float32")]
+        one = encoding[(codec_name(codec), "float32")]
         rows.append(
-            f"| | {codec_name(codec)} | {figures[1]:.1f} | {figures[2]:.1f} | {ceiling:.1f} | "
-            f"{figures[2] / ceiling:.0%} |"
+            f"| | {codec_name(codec)} | {figures[1]:.1f} | {figures[2]:.1f} | {one:.1f} | "
+            f"{figures[2] / (2 * one):.0%} |"
         )
     return "\n".join(rows)
 
@@ -280,13 +348,16 @@ def kernel_cases():
     ]  # fmt: skip
 
 
-def saturation_table(rates: dict, runs: int) -> str:
-    """Cores at which each kernel would saturate the writer = writer MPix/s ÷ kernel MPix/s
-    per core; a kernel writing several bands or outputs loads the writer with each."""
+def saturation_table(rates: dict, encoding: dict, runs: int) -> str:
+    """Cores at which each kernel would saturate the writer: writer MPix/s ÷ MPix/s per
+    core. Each worker computes and, when tiles are placed, encodes (its MPix/s per core is
+    then 1 / (1/kernel + Σ 1/encoding) over the bands and outputs it writes); when GDAL
+    writes every tile, the writer encodes and the worker only computes. A kernel writing
+    several bands or outputs loads the writer with each."""
     pixels = WINDOW * WINDOW
     rows = [
         f"| kernel, one {WINDOW}² window, one thread | MPix/s per core | "
-        + " | ".join(f"cores to saturate, {codec_name(c)}" for c in CODECS)
+        + " | ".join(f"{codec_name(c)}: GDAL writes → placed" for c in CODECS)
         + " |",
         "|---|---|" + "---|" * len(CODECS),
     ]
@@ -295,12 +366,20 @@ def saturation_table(rates: dict, runs: int) -> str:
         per_core = median_rate(pixels, max(runs, 5), lambda call=call: _seconds(call))
         cells = []
         for codec in CODECS:
-            # Seconds the writer spends per MPix of the kernel's result, every band counted.
-            cost = sum(bands / rates[(codec_name(codec), dtype)] for dtype, bands in loads)
-            cores = (1 / cost) / per_core
-            cells.append(f"**{_figure(cores)}**" if cores < 64 else f"{cores:.0f}")
+            c = codec_name(codec)
+            gdal_cost = sum(bands / rates[(c, dtype, GDAL)] for dtype, bands in loads)
+            gdal_cores = (1 / gdal_cost) / per_core
+            place_cost = sum(bands / rates[(c, dtype, PLACES)] for dtype, bands in loads)
+            encode_cost = sum(bands / encoding[(c, dtype)] for dtype, bands in loads)
+            worker_rate = 1 / (1 / per_core + encode_cost)
+            placed_cores = (1 / place_cost) / worker_rate
+            cells.append(f"{_cores(gdal_cores)} → {_cores(placed_cores)}")
         rows.append(f"| {name} | {_figure(per_core)} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _cores(cores: float) -> str:
+    return f"**{_figure(cores)}**" if cores < 64 else f"{cores:.0f}"
 
 
 def _figure(value: float) -> str:
@@ -315,120 +394,66 @@ def _seconds(call) -> float:
 
 
 def simulation_table(data: Path, arrays: dict, runs: int) -> str:
-    """Many cheap workers (threads, the no-op kernel) feeding one writer, in process."""
+    """Many cheap workers (threads, the no-op kernel) feeding one writer, in process, with
+    GDAL writing every tile and with tiles placed."""
     src, array = arrays["float32"]
     out = data / "sim.tif"
     rows = [
-        "| no-op workers (threads, --io workers) | output codec | MPix/s | writer busy (write s / wall s) |",
-        "|---|---|---|---|",
+        "| no-op workers (threads, --io workers) | output codec | writer path | MPix/s | "
+        "writer busy (write s / wall s) | what the writer would absorb (MPix/s ÷ busy) |",
+        "|---|---|---|---|---|---|",
     ]
     for codec in (None, "DEFLATE"):
-        for jobs in (1, 2, 4, 8):
+        for path in (GDAL, PLACES):
+            for jobs in (1, 2, 4, 8):
 
-            def once(jobs=jobs, codec=codec):
-                return mpraster.run(
-                    str(src), str(out), noop, jobs=jobs, mode="threads", io="workers",
-                    creation_options=creation(codec), overwrite=True,
-                )  # fmt: skip
+                def once(jobs=jobs, codec=codec, path=path):
+                    with gdal_writes_every_tile() if path == GDAL else contextlib.nullcontext():
+                        return mpraster.run(
+                            str(src), str(out), noop, jobs=jobs, mode="threads", io="workers",
+                            creation_options=creation(codec), overwrite=True,
+                        )  # fmt: skip
 
-            once()
-            check_written(out, array)
-            results = [once() for _ in range(runs)]
-            best = sorted(results, key=lambda s: s.wall_seconds)[len(results) // 2]
-            rate = array.size / 1e6 / best.wall_seconds
-            busy = best.write_seconds / best.wall_seconds
-            rows.append(f"| -j {jobs} | {codec_name(codec)} | {rate:.1f} | {busy:.0%} |")
+                once()
+                check_written(out, array)
+                results = [once() for _ in range(runs)]
+                best = sorted(results, key=lambda s: s.wall_seconds)[len(results) // 2]
+                rate = array.size / 1e6 / best.wall_seconds
+                busy = best.write_seconds / best.wall_seconds
+                label = ENCODES if path == PLACES and jobs == 1 else path
+                rows.append(
+                    f"| -j {jobs} | {codec_name(codec)} | {label} | {rate:.1f} | {busy:.0%} | "
+                    f"{rate / busy if busy else float('inf'):.0f} |"
+                )
     return "\n".join(rows)
 
 
 def merge_table(data: Path, arrays: dict, runs: int) -> str:
-    """Shards written per rank, then `mpraster merge` (which reads every tile and writes
-    it again through the single writer)."""
+    """Shards written per rank, then `mpraster merge`: with placed tiles it copies each
+    shard's stored tiles as they are; with GDAL writing, it decodes and encodes them."""
     src, array = arrays["float32"]
     rows = [
-        "| float32, 4 shards | output codec | merge MPix/s | writer ceiling MPix/s |",
+        "| float32, 4 shards | output codec | merge path | merge MPix/s |",
         "|---|---|---|---|",
     ]
     for codec in (None, "DEFLATE"):
-        out = data / f"merged-{codec_name(codec)}.tif"
-        for i in range(4):
-            mpraster.run(
-                str(src), str(out), noop, jobs=1, mode="threads", shard=(i, 4),
-                creation_options=creation(codec), overwrite=True,
-            )  # fmt: skip
-        merge_shards(str(out), overwrite=True)
-        check_written(out, array)
-        rate = median_rate(
-            array.size,
-            runs,
-            lambda out=out: merge_shards(str(out), overwrite=True).wall_seconds,
-        )
-        rows.append(f"| | {codec_name(codec)} | {rate:.1f} | {{ceiling_{codec_name(codec)}}} |")
-    return "\n".join(rows)
-
-
-def gdal_encoded_tile(tile: np.ndarray, codec: str) -> bytes:
-    """``tile`` encoded by GDAL as the writer's GTiff would encode it, on this thread: a
-    one-tile GeoTIFF in memory, of which the tile's bytes are taken (its TIFF directory
-    says where they are)."""
-    rows, cols = tile.shape
-    profile = dict(
-        driver="GTiff", dtype=tile.dtype.name, count=1, height=rows, width=cols,
-        tiled=True, blockxsize=rows, blockysize=cols, compress=codec,
-    )  # fmt: skip
-    with MemoryFile() as memory, warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with memory.open(**profile) as dst:
-            dst.write(tile[np.newaxis])
-        with memory.open() as src:
-            offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", 1))
-            size = int(src.get_tag_item("BLOCK_SIZE_0_0", "TIFF", 1))
-        return bytes(memory.getbuffer()[offset : offset + size])
-
-
-def placement_table(data: Path, arrays: dict, runs: int, rates: dict) -> str:
-    """What moving the encoding to the workers would leave the writer: each tile encoded
-    beforehand by GDAL on one core, then only placed, in order, in one file made durable.
-    The writer's MPix/s would be the placement's; each worker pays the encoding."""
-    rows = [
-        "| codec | dtype | GDAL encode in a worker, MPix/s per core | place only, MPix/s "
-        "| today's writer, MPix/s |",
-        "|---|---|---|---|---|",
-    ]
-    for codec in CODECS[1:]:
-        for dtype, (_, array) in arrays.items():
-            tiles = [
-                np.ascontiguousarray(array[r : r + WINDOW, c : c + WINDOW])
-                for r in range(0, array.shape[0], WINDOW)
-                for c in range(0, array.shape[1], WINDOW)
-            ]
-            # Every fourth tile is encoded (timed); the file placed holds each four times.
-            sample = tiles[::4]
-            encoded: list[bytes] = []
-
-            def encode(sample=sample, encoded=encoded, codec=codec) -> float:
-                start = time.perf_counter()
-                encoded[:] = [gdal_encoded_tile(t, codec) for t in sample]
-                return time.perf_counter() - start
-
-            copies = round(len(tiles) / len(sample))
-
-            def place(encoded=encoded, copies=copies) -> float:
-                start = time.perf_counter()
-                with open(data / "placed.bin", "wb") as fh:
-                    for _ in range(copies):
-                        for chunk in encoded:
-                            fh.write(chunk)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                return time.perf_counter() - start
-
-            per_core = median_rate(sum(t.size for t in sample), runs, encode)
-            placed = median_rate(array.size, runs, place)
-            rows.append(
-                f"| {codec} | {dtype} | {per_core:.1f} | {placed:.0f} | "
-                f"{rates[(codec, dtype)]:.1f} |"
-            )
+        for path in (GDAL, PLACES):
+            out = data / f"merged-{codec_name(codec)}.tif"
+            with gdal_writes_every_tile() if path == GDAL else contextlib.nullcontext():
+                for i in range(4):
+                    mpraster.run(
+                        str(src), str(out), noop, jobs=1, mode="threads", shard=(i, 4),
+                        creation_options=creation(codec), overwrite=True,
+                    )  # fmt: skip
+                merge_shards(str(out), overwrite=True)
+                check_written(out, array)
+                rate = median_rate(
+                    array.size,
+                    runs,
+                    lambda out=out: merge_shards(str(out), overwrite=True).wall_seconds,
+                )
+            how = "copies the stored tiles" if path == PLACES else "decodes, GDAL encodes"
+            rows.append(f"| | {codec_name(codec)} | {how} | {rate:.1f} |")
     return "\n".join(rows)
 
 
@@ -447,49 +472,54 @@ def main() -> int:
         arrays[dtype] = (src, array)
     ceiling, rates = ceiling_table(data, arrays, args.runs)
     print(ceiling, flush=True)
+    encoding_text, encoding = encode_rates(arrays, args.runs)
+    print(encoding_text, flush=True)
     tuning = tuning_table(data, arrays, args.runs)
     print(tuning, flush=True)
-    e2e = end_to_end_table(data, arrays, args.runs, rates)
+    e2e = end_to_end_table(data, arrays, args.runs, encoding)
     print(e2e, flush=True)
-    saturation = saturation_table(rates, args.runs)
+    saturation = saturation_table(rates, encoding, args.runs)
     print(saturation, flush=True)
     sim = simulation_table(data, arrays, args.runs)
     print(sim, flush=True)
-    placement = placement_table(data, arrays, args.runs, rates)
-    print(placement, flush=True)
-    merge = merge_table(data, arrays, args.runs).format(
-        **{f"ceiling_{codec_name(c)}": f"{rates[(codec_name(c), 'float32')]:.1f}" for c in CODECS}
-    )
+    merge = merge_table(data, arrays, args.runs)
     print(merge, flush=True)
     text = (
-        f"Command: `python scripts/bench_writer.py --runs {args.runs} --size {args.size} --write`; "
-        f"data: {args.size}² float32 DEM from {origin}, and its hillshade as uint8; output "
-        "tiled 512, the codec's default settings; medians of "
-        f"{args.runs}.\n\n"
-        "**The single writer's ceiling** (results free: every window's result in memory, "
-        "checksummed; the production path `_write_outputs` → `TileAssembly` → `OutputWriter` "
-        "with checkpoints, finish and rename; the profile, NUM_THREADS and block cache of a "
-        "`-j 2` run):\n\n"
+        f"Command: `python scripts/bench_writer.py --runs {args.runs} --size {args.size} "
+        f"--write`; data: {args.size}² float32 DEM from {origin}, and its hillshade as "
+        "uint8; output tiled 512, the codec's default settings; medians of "
+        f"{args.runs}; {platform_line()}.\n\n"
+        "**The single writer's ceiling** (MPix/s; results free: every window's result in "
+        'memory, checksummed, and for "the writer places" encoded; the production path '
+        "`_write_outputs` → `TileAssembly` → `OutputWriter` with checkpoints, finish and "
+        "rename, planned as a `-j 2` run):\n\n"
         + ceiling
-        + "\n\n**The writer's knobs** (same path):\n\n"
+        + "\n\n**Encoding one tile in a worker** (`TileEncoder`, one thread; and the "
+        "stored size against the raw pixels):\n\n"
+        + encoding_text
+        + "\n\n**GDAL's writer's knobs** (the path COG, masked, JPEG and WEBP outputs "
+        "take):\n\n"
         + tuning
         + "\n\n**End to end** (`mpraster run` of a kernel that returns its input, threads, "
-        "--io main), against the ceiling:\n\n"
+        "--io main; tiles placed):\n\n"
         + e2e
-        + "\n\n**Cores at which each built-in kernel saturates the writer** (writer MPix/s ÷ "
-        "kernel MPix/s per core; bold: under 64):\n\n"
+        + "\n\n**Cores at which each built-in kernel saturates the writer** (writer MPix/s "
+        "÷ MPix/s per core, GDAL writing every tile → tiles placed; bold: under 64):\n\n"
         + saturation
-        + "\n\n**Many cheap workers, one writer** (in process, `mpraster.run`):\n\n"
-        + sim
-        + "\n\n**Encoding in the workers, placing in the writer** (what it would leave the "
-        "writer, outside GDAL):\n\n"
-        + placement
-        + "\n\n**Shards + merge** (`mpraster merge` decodes each shard's tiles and encodes them "
-        "again through the same single writer):\n\n" + merge
+        + "\n\n**Many cheap workers, one writer** (in process, `mpraster.run`; with one "
+        "worker the writer's thread encodes):\n\n" + sim + "\n\n**Shards + merge**:\n\n" + merge
     )
     if args.write:
         write_section("writer", text)
     return 0
+
+
+def platform_line() -> str:
+    return (
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, rasterio "
+        f"{rasterio.__version__}, GDAL {rasterio.__gdal_version__}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
 
 
 if __name__ == "__main__":
