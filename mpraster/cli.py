@@ -22,7 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rio import options as rio_options  # rio's own --co/--profile and --overwrite
 
 from mpraster.errors import MprasterError
-from mpraster.execute import execute
+from mpraster.execute import execute, start_workers_early
 from mpraster.job import plan_job
 from mpraster.kernels import builtin_kernels, load_kernel, plugin_kernels
 from mpraster.options import IO_PLACEMENTS, MODES, RunOptions
@@ -306,7 +306,10 @@ def run_command(
     with _watched(stop_grace, verbose) as watch, _mpi_ranks(flags) as (worker_rank, executor):
         if worker_rank:
             return  # an MPI worker rank: it served windows until rank 0 was done
-        job = plan_job(inputs, output, kernel_ref, _run_options(**flags))
+        options = _run_options(**flags)
+        if not dry_run:
+            kernel_ref = start_workers_early(kernel_ref, options)
+        job = plan_job(inputs, output, kernel_ref, options)
         if dry_run:
             click.echo(job.describe())
             return

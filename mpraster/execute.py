@@ -33,10 +33,10 @@ from typing import Any
 
 from mpraster.assembly import TileAssembly, WholeTile
 from mpraster.budget import main_gdal_env
-from mpraster.errors import Interrupted, WorkerDied
+from mpraster.errors import Interrupted, MprasterError, WorkerDied
 from mpraster.inputs import WindowReader, network_config
 from mpraster.job import InputsArg, Job, OutputPlan, plan_job
-from mpraster.kernels import Kernel, main_script
+from mpraster.kernels import Kernel, as_kernel, main_script
 from mpraster.lock import OutputLock
 from mpraster.modes import Backend, make_backend
 from mpraster.options import RunOptions
@@ -97,7 +97,8 @@ def run(
     wall_start = time.perf_counter()
     if isinstance(progress, str):
         progress = make_progress(progress)
-    job = plan_job(inputs, output, kernel, options, **changes)
+    options = RunOptions.of(options, **changes)
+    job = plan_job(inputs, output, start_workers_early(kernel, options), options)
     try:
         stats = execute(job, progress, stop)
     except WorkerDied as err:
@@ -112,6 +113,28 @@ def run(
         ) from err
     stats.wall_seconds = time.perf_counter() - wall_start
     return stats
+
+
+def start_workers_early(
+    kernel: str | Kernel | Callable[..., Any], options: RunOptions
+) -> str | Kernel | Callable[..., Any]:
+    """Before a run is planned: in processes mode, start the forkserver that workers are
+    forked from, so that it imports rasterio, NumPy and mpraster while the main process
+    opens and checks the inputs (`plan_job`), not after.
+
+    Returns the kernel as a `Kernel`, so that planning does not load it again; or as
+    given if it cannot be found, for `plan_job` to report in its order.
+    """
+    try:
+        resolved = as_kernel(kernel)
+        mode = options.placement(resolved)[0]
+    except MprasterError:
+        return kernel
+    if mode == "processes":
+        from mpraster.modes.processes import start_forkserver
+
+        start_forkserver()
+    return resolved
 
 
 def execute(

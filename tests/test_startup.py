@@ -114,3 +114,27 @@ def test_the_fingerprint_describes_a_crs_by_its_wkt(tmp_path, monkeypatch):
         assert type(described[-1]["profile"]["crs"]) is str
         assert described[-1]["profile"]["crs"] == wkt
     assert prints[0] != prints[1]
+
+
+@pytest.mark.parametrize(
+    "kernel,mode,starts",
+    [
+        ("reverse", "auto", False),  # releases the GIL: threads
+        ("reverse-py", "auto", True),  # holds it: processes
+        ("reverse", "processes", True),
+        ("reverse-py", "threads", False),
+        ("no-such-kernel", "processes", False),  # left for planning to report
+    ],
+)
+def test_processes_mode_starts_its_forkserver_before_planning(monkeypatch, kernel, mode, starts):
+    from mpraster.modes import processes
+
+    started = []
+    monkeypatch.setattr(processes, "start_forkserver", lambda: started.append(True))
+    execute = importlib.import_module("mpraster.execute")
+    given = execute.start_workers_early(kernel, mpraster.RunOptions(mode=mode))
+    assert bool(started) == starts
+    if kernel == "no-such-kernel":
+        assert given == kernel
+    else:  # found once: planning does not load it again
+        assert isinstance(given, mpraster.Kernel) and given.name == kernel

@@ -24,6 +24,7 @@ from mpraster.worker import WindowResult, WorkerSpec, compute, init_worker, read
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
+    from multiprocessing.context import BaseContext
 
     from mpraster.job import Job
     from mpraster.windows import WindowTask
@@ -33,22 +34,12 @@ class ProcessBackend(Backend):
     """A pool of ``job.jobs`` worker processes and one shared-memory slot per window in flight."""
 
     def __init__(self, job: Job, spec: WorkerSpec) -> None:
-        import multiprocessing
-
         self._layout = [(o.bands, np.dtype(o.dtype), o.validity.writes_mask) for o in spec.outputs]
         self._slots = SlotPool(job.in_flight, *job.window_bytes(inputs=job.io == "main"))
-        # A forkserver is a fresh, single-threaded process that has imported mpraster (and
-        # so GDAL) but never used it; workers forked from it start in milliseconds instead
-        # of each importing rasterio again. Where there is none (Windows), workers spawn.
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["mpraster.modes.processes"])
-        else:
-            context = multiprocessing.get_context("spawn")
         try:
             executor = ProcessPoolExecutor(
                 max_workers=job.jobs,
-                mp_context=context,
+                mp_context=worker_context(),
                 initializer=init_process_worker,
                 initargs=(dataclasses.replace(spec, kernel=None), _lifeline()),
             )
@@ -81,6 +72,32 @@ class ProcessBackend(Backend):
             self.executor.shutdown(wait=True, cancel_futures=not finished)
         finally:
             self._slots.close()
+
+
+def worker_context() -> BaseContext:
+    """Where workers start from: a forkserver, or where there is none (Windows), spawn.
+
+    A forkserver is a fresh, single-threaded process that has imported mpraster (and so
+    GDAL) but never used it; workers forked from it start in milliseconds instead of each
+    importing rasterio again.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["mpraster.modes.processes"])
+    return context
+
+
+def start_forkserver() -> None:
+    """Start the forkserver of `worker_context` now (if it is one, and not yet running):
+    its imports then overlap with whatever this process does before the first worker
+    starts. It serves every later run of this process, and ends with it."""
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _kill_workers(executor: ProcessPoolExecutor) -> None:
