@@ -1,6 +1,6 @@
 """``python -m mpraster``: the same as the ``mpraster`` command."""
 
-from mpraster.cli import main
+from mpraster.command import main
 
 # Guarded: MPI and multiprocessing workers import the main module of the process that
 # started them, and must not run the command again.

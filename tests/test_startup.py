@@ -138,3 +138,23 @@ def test_processes_mode_starts_its_forkserver_before_planning(monkeypatch, kerne
         assert given == kernel
     else:  # found once: planning does not load it again
         assert isinstance(given, mpraster.Kernel) and given.name == kernel
+
+
+def test_import_mpraster_loads_nothing_else():
+    """So that the command can set its process up before NumPy loads."""
+    code = "import sys, mpraster; print(sorted({'numpy', 'rasterio'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_command_gives_blas_and_openmp_one_thread_unless_told(monkeypatch):
+    from mpraster import cli, command
+
+    environ = {"OMP_NUM_THREADS": "3"}
+    monkeypatch.setattr(command.os, "environ", environ)
+    ran = []
+    monkeypatch.setattr(cli, "main", lambda: ran.append(True))
+    command.main()
+    assert ran == [True]
+    assert environ == {"OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
