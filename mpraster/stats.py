@@ -122,6 +122,9 @@ class RunStats:
                 f"try a faster codec than {self.compression} (--co COMPRESS=ZSTD or LZW, or "
                 "ZLEVEL=1) or none"
             )
+            if self.jobs == 1:
+                # The writer's pool encodes every tile of a lone worker's (mpraster.tiles).
+                help_writer = f"more -j (each worker encodes its own tiles), or {help_writer}"
         else:
             help_writer = "the output is uncompressed: faster storage is what helps"
         advice = {

@@ -52,6 +52,15 @@ def test_diagnosis_names_the_busiest_stage(fields, kind, advice):
     assert text in stats.report()
 
 
+def test_a_lone_worker_bound_by_encoding_is_told_to_add_workers():
+    stats = RunStats(
+        wall_seconds=10.0, jobs=1, write_seconds=9.0, compute_seconds=1.0, compression="ZSTD"
+    )
+    kind, text = stats.diagnosis()
+    assert kind == "writer" and "more -j (each worker encodes its own tiles)" in text
+    assert "faster codec than ZSTD" in text
+
+
 def test_library_takes_the_cli_progress_names(tmp_path, make_raster, capsys):
     src = make_raster((2, 40, 50), "uint8")
     stats = mpraster.run(src, tmp_path / "out.tif", "reverse", params={"cost": 0}, progress="json")
