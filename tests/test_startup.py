@@ -148,13 +148,35 @@ def test_import_mpraster_loads_nothing_else():
     assert proc.stdout.strip() == "[]"
 
 
-def test_the_command_gives_blas_and_openmp_one_thread_unless_told(monkeypatch):
+def test_the_command_sets_up_its_process_unless_told(monkeypatch):
+    """One-thread BLAS and OpenMP pools, and glibc's malloc keeping freed blocks: in the
+    environment (for the processes it starts) and, for malloc, in the process itself;
+    whatever the user's environment sets is left as it is."""
     from mpraster import cli, command
 
-    environ = {"OMP_NUM_THREADS": "3"}
+    environ = {"OMP_NUM_THREADS": "3", "MALLOC_TRIM_THRESHOLD_": "0"}
     monkeypatch.setattr(command.os, "environ", environ)
+    set_now = []
+    monkeypatch.setattr(command, "_glibc_mallopt", lambda: lambda *a: set_now.append(a))
     ran = []
     monkeypatch.setattr(cli, "main", lambda: ran.append(True))
     command.main()
     assert ran == [True]
-    assert environ == {"OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert environ == {
+        "OMP_NUM_THREADS": "3",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MALLOC_TRIM_THRESHOLD_": "0",
+        "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    }
+    assert set_now == [(-3, 32 << 20)]  # M_MMAP_THRESHOLD
+
+
+def test_malloc_is_left_alone_without_glibc(monkeypatch):
+    from mpraster import command
+
+    environ = {}
+    monkeypatch.setattr(command.os, "environ", environ)
+    monkeypatch.setattr(command, "_glibc_mallopt", lambda: None)
+    command.set_up_process()
+    assert not any(name.startswith("MALLOC_") for name in environ)
