@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mpraster.errors import ResumeError, UnfinishedRunError
+from mpraster.gdal_errors import GDAL_RAISES, gdal_reason, one_line
 from mpraster.inputs import is_local_path, open_raster
 from mpraster.tiles import EncodedTile, TileTable
 
@@ -280,19 +281,31 @@ class ResumeSource:
         bytes (see the class)."""
         number = self.index[(task.tile.row_off, task.tile.col_off)]
         if self._tile is None or self._tile[0] != number:
-            data = self.dataset.read(window=task.tile)
-            mask = self.dataset.read_masks(1, window=task.tile) if self.with_mask else None
+            damaged = f"tile window {number} of {self.path} does not match its journal"
+            try:
+                data = self.dataset.read(window=task.tile)
+                mask = self.dataset.read_masks(1, window=task.tile) if self.with_mask else None
+            except GDAL_RAISES as err:
+                # Damaged compressed bytes (DEFLATE, LZW) may fail to decode rather than
+                # decode to other pixels: the same damage, not a crash. libtiff's LZW
+                # decoder starts its words with the file's name.
+                reason = gdal_reason(one_line(err)).removeprefix(f"{self.path}:").strip()
+                raise ResumeError(
+                    f"{damaged} (it cannot be decoded: {reason}); start again with --overwrite"
+                ) from err
             if checksum(data, mask) != self.done[number]:
                 raise ResumeError(
-                    f"tile window {number} of {self.path} does not match its journal (the "
-                    "file was damaged or changed); start again with --overwrite"
+                    f"{damaged} (the file was damaged or changed); start again with --overwrite"
                 )
             self._tile = (number, data, mask)
         start, stop = task.rows_in_tile
         _, data, mask = self._tile
         if self._stored is not None and task.parts == 1:
             fh, table = self._stored
-            row, col = divmod(number, self._grid[0])
+            # The tile's place in the output's grid, from its window: ``number`` counts the
+            # job's tile windows, which for a shard start at its first tile, not at (0, 0).
+            rows, cols = self.dataset.block_shapes[0]
+            row, col = int(task.tile.row_off) // rows, int(task.tile.col_off) // cols
             chunks = table.read_chunks(fh, table.numbers(row, col, *self._grid))
             if chunks is not None:
                 return EncodedTile(chunks, data.nbytes), mask
