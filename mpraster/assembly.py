@@ -12,15 +12,16 @@ from rasterio.windows import Window
 
 from mpraster.output import OutputWriter
 from mpraster.resume import checksum
-from mpraster.tiles import EncodedTile, TileEncoder
+from mpraster.tiles import EncodedTile
 from mpraster.windows import WindowTask
 
 
 @dataclass(frozen=True)
 class WholeTile:
     """One tile window ready for the writer: its pixels, its stored bytes
-    (`EncodedTile`), or a Future of (`EncodedTile`, checksum) from the encoding pool;
-    ``known``: the journal's checksum of its pixels and mask, if taken already."""
+    (`EncodedTile`), or a Future of them from the encoding pool; ``known``: the journal's
+    checksum of its pixels and mask, if taken already (a placed tile is journaled by its
+    stored bytes instead)."""
 
     window: Window
     data: np.ndarray | EncodedTile | Future
@@ -68,6 +69,11 @@ class TileAssembly:
         whole tile's. Returns the whole tile window once its last part is in, else None."""
         if task.parts == 1:
             return self._ready(WholeTile(task.tile, data, known, mask))
+        if isinstance(data, EncodedTile):
+            # A placed tile taken whole from an interrupted run, handed over with each of
+            # its strips: written once, with its last.
+            last = task.part == task.parts - 1
+            return WholeTile(task.tile, data, None, None) if last else None
         if task.part == 0:
             shape = (self.bands, int(task.tile.height), int(task.tile.width))
             self._buffer = np.empty(shape, dtype=self.dtype)
@@ -85,7 +91,7 @@ class TileAssembly:
     def _ready(self, tile: WholeTile) -> WholeTile:
         if self.pool is None or isinstance(tile.data, EncodedTile):
             return tile
-        job = self.pool.submit(_encode, self.writer.encoder, tile.data, tile.known, tile.mask)
+        job = self.pool.submit(self.writer.encoder.encode, tile.data)
         return WholeTile(tile.window, job, None, tile.mask)
 
     def write(self, tile: WholeTile) -> None:
@@ -96,15 +102,8 @@ class TileAssembly:
         OutputWriteError
             As `OutputWriter.write`; also when encoding the tile failed.
         """
-        if isinstance(tile.data, Future):
+        if isinstance(tile.data, (Future, EncodedTile)):  # journaled by its stored bytes
             self.writer.write(tile.data, tile.window, None, tile.mask)
             return
         known = checksum(tile.data, tile.mask) if tile.known is None else tile.known
         self.writer.write(tile.data, tile.window, known, tile.mask)
-
-
-def _encode(
-    encoder: TileEncoder, data: np.ndarray, known: int | None, mask: np.ndarray | None
-) -> tuple[EncodedTile, int]:
-    """On a pool thread: the tile's stored bytes and its pixels' checksum."""
-    return encoder.encode(data), checksum(data, mask) if known is None else known

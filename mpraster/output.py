@@ -150,13 +150,31 @@ def writer_profiles(profile: Mapping[str, Any], cog: bool) -> tuple[dict[str, An
     """The profile of the file the windows go to, and whether GDAL copies it at the end.
 
     The windows go to the final file directly unless it must be made in one go at the end:
-    a COG (overviews and layout need the whole image) or compression settings that a
-    reopened file would not keep; then they go to an uncompressed working file.
+    a COG (overviews and layout need the whole image), compression settings that a
+    reopened file would not keep, or a lossy codec (`is_lossy`: the journal checks a
+    tile by its pixels, which the codec changes, so a stopped run could not resume);
+    then they go to an uncompressed working file.
     """
-    if not cog and not _CREATION_ONLY & set(profile):
+    if not cog and not _CREATION_ONLY & set(profile) and not is_lossy(profile):
         return dict(profile), False
     excluded = COG_OPTIONS | _CREATION_ONLY
     return {k: v for k, v in profile.items() if k not in excluded}, True
+
+
+def is_lossy(profile: Mapping[str, Any]) -> bool:
+    """Whether ``profile``'s codec changes the pixels it stores: JPEG; WEBP and JPEG-XL
+    unless asked to be lossless (WEBP is lossy by default, JPEG-XL lossless); LERC with a
+    ``MAX_Z_ERROR`` above 0."""
+    codec = str(profile.get("compress") or "").upper()
+    if codec == "JPEG":
+        return True
+    if codec == "WEBP":
+        return not _is_true(profile.get("webp_lossless", "NO"))
+    if codec == "JXL":
+        return not _is_true(profile.get("jxl_lossless", "YES"))
+    if codec.startswith("LERC"):
+        return float(profile.get("max_z_error") or 0) > 0
+    return False
 
 
 def copy_final(
@@ -381,7 +399,8 @@ class OutputWriter:
     ) -> None:
         """Write one tile window's result and its mask, if the output has one
         (``checksum``: theirs, for the journal). A placed output's tile may come as its
-        stored bytes, or as a Future of them and the checksum (encoded on another thread).
+        stored bytes, or as a Future of them (encoded on another thread); the journal
+        records its stored bytes' checksum (`EncodedTile.checksum`), not the pixels'.
 
         Raises
         ------
@@ -391,12 +410,13 @@ class OutputWriter:
         """
         with self._writing():
             if isinstance(array, Future):
-                array, checksum = array.result()
+                array = array.result()
             if self._placer is not None:
                 tile = array if isinstance(array, EncodedTile) else self.encoder.encode(array)
                 row = int(window.row_off) // self.profile["blockysize"]
                 col = int(window.col_off) // self.profile["blockxsize"]
                 self._placer.place(row, col, tile)
+                checksum = tile.checksum()  # the journal checks a placed tile by its bytes
             else:
                 self._dst.write(array, window=window)
             if mask is not None:

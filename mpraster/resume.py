@@ -33,7 +33,8 @@ from mpraster.gdal_errors import GDAL_RAISES, gdal_reason, one_line
 from mpraster.inputs import is_local_path, open_raster
 from mpraster.tiles import EncodedTile, TileTable
 
-FORMAT = 1
+# 2: a placed output's tiles (`mpraster.tiles`) are journaled by their stored bytes.
+FORMAT = 2
 # Checkpoint about every this many bytes of output (a whole number of tile windows).
 CHECKPOINT_BYTES = 64 << 20
 
@@ -76,11 +77,14 @@ def input_identity(path: str) -> dict[str, Any]:
 
 @dataclass
 class JournalState:
-    """What a journal on disk says: the job's fingerprint and the checksums of done tiles."""
+    """What a journal on disk says: the job's fingerprint and the checksums of done tiles
+    (of each tile window's pixels and mask, or for a placed output, of its stored bytes),
+    in the journal ``format`` this version writes, or another."""
 
     fingerprint: str
     tiles: int
     done: list[int] = field(default_factory=list)  # checksum per tile window, in plan order
+    format: Any = FORMAT
 
 
 def read_journal(path: str) -> JournalState | None:
@@ -92,7 +96,7 @@ def read_journal(path: str) -> JournalState | None:
         return None
     try:
         header = json.loads(lines[0])
-        state = JournalState(header["fingerprint"], header["tiles"])
+        state = JournalState(header["fingerprint"], header["tiles"], format=header.get("format"))
     except (IndexError, ValueError, KeyError) as err:
         raise ResumeError(
             f"the journal {path} is unreadable; start again with --overwrite"
@@ -164,6 +168,11 @@ def previous_run(
             f"an interrupted run of {output} exists ({len(state.done)} of {state.tiles} tile "
             "windows done); pass --resume to finish it, or --overwrite to start again"
         )
+    if state.format != FORMAT:
+        raise ResumeError(
+            f"the interrupted run of {output} was written by another version of mpraster; "
+            "pass --overwrite instead of --resume to start it again"
+        )
     if state.fingerprint != job_fingerprint:
         raise ResumeError(
             f"the interrupted run of {output} was a different job (its inputs, kernel, "
@@ -213,8 +222,9 @@ class ResumeSource:
     before it began its own).
 
     With ``grid`` (tiles across and down), the output's tiles are placed as stored
-    (`mpraster.tiles`): a whole tile window is then handed over as its stored bytes, once
-    its pixels are checked, and the writer does not encode it again.
+    (`mpraster.tiles`): a tile window is then checked by its stored bytes, as journaled,
+    and handed over as they are (with each of its strips): nothing is decoded, and the
+    writer does not encode it again. A lossy codec's tiles resume so too.
     """
 
     def __init__(
@@ -232,7 +242,7 @@ class ResumeSource:
         self.index = {(t.row_off, t.col_off): i for i, t in enumerate(tiles)}
         self.with_mask = with_mask
         self.dataset = open_raster(path)
-        self._tile: tuple[int, np.ndarray, np.ndarray | None] | None = None
+        self._tile: tuple[int, np.ndarray | EncodedTile, np.ndarray | None] | None = None
         self._stored: tuple[Any, TileTable] | None = None
         self._grid = grid
         if grid is not None:
@@ -277,39 +287,60 @@ class ResumeSource:
 
     def read(self, task: Any) -> tuple[np.ndarray | EncodedTile, np.ndarray | None]:
         """The task's rows of its tile and of its mask (None without one), read once per
-        tile and checked against the journal; a whole tile of placed tiles as its stored
-        bytes (see the class)."""
+        tile and checked against the journal; a placed tile's stored bytes (see the class).
+
+        Raises
+        ------
+        ResumeError
+            If the partial's tile does not match its journal (damaged or changed).
+        """
         number = self.index[(task.tile.row_off, task.tile.col_off)]
         if self._tile is None or self._tile[0] != number:
             damaged = f"tile window {number} of {self.path} does not match its journal"
-            try:
-                data = self.dataset.read(window=task.tile)
-                mask = self.dataset.read_masks(1, window=task.tile) if self.with_mask else None
-            except GDAL_RAISES as err:
-                # Damaged compressed bytes (DEFLATE, LZW) may fail to decode rather than
-                # decode to other pixels: the same damage, not a crash. libtiff's LZW
-                # decoder starts its words with the file's name.
-                reason = gdal_reason(one_line(err)).removeprefix(f"{self.path}:").strip()
-                raise ResumeError(
-                    f"{damaged} (it cannot be decoded: {reason}); start again with --overwrite"
-                ) from err
-            if checksum(data, mask) != self.done[number]:
-                raise ResumeError(
-                    f"{damaged} (the file was damaged or changed); start again with --overwrite"
-                )
-            self._tile = (number, data, mask)
-        start, stop = task.rows_in_tile
+            if self._stored is not None:
+                self._tile = (number, self._stored_tile(task, number, damaged), None)
+            else:
+                self._tile = (number, *self._pixels(task, number, damaged))
         _, data, mask = self._tile
-        if self._stored is not None and task.parts == 1:
-            fh, table = self._stored
-            # The tile's place in the output's grid, from its window: ``number`` counts the
-            # job's tile windows, which for a shard start at its first tile, not at (0, 0).
-            rows, cols = self.dataset.block_shapes[0]
-            row, col = int(task.tile.row_off) // rows, int(task.tile.col_off) // cols
-            chunks = table.read_chunks(fh, table.numbers(row, col, *self._grid))
-            if chunks is not None:
-                return EncodedTile(chunks, data.nbytes), mask
+        if isinstance(data, EncodedTile):
+            return data, None
+        start, stop = task.rows_in_tile
         return data[:, start:stop], None if mask is None else mask[start:stop]
+
+    def _pixels(self, task: Any, number: int, damaged: str) -> tuple[np.ndarray, np.ndarray | None]:
+        try:
+            data = self.dataset.read(window=task.tile)
+            mask = self.dataset.read_masks(1, window=task.tile) if self.with_mask else None
+        except GDAL_RAISES as err:
+            # Damaged compressed bytes (DEFLATE, LZW) may fail to decode rather than
+            # decode to other pixels: the same damage, not a crash. libtiff's LZW
+            # decoder starts its words with the file's name.
+            reason = gdal_reason(one_line(err)).removeprefix(f"{self.path}:").strip()
+            raise ResumeError(
+                f"{damaged} (it cannot be decoded: {reason}); start again with --overwrite"
+            ) from err
+        if checksum(data, mask) != self.done[number]:
+            raise ResumeError(
+                f"{damaged} (the file was damaged or changed); start again with --overwrite"
+            )
+        return data, mask
+
+    def _stored_tile(self, task: Any, number: int, damaged: str) -> EncodedTile:
+        fh, table = self._stored
+        # The tile's place in the output's grid, from its window: ``number`` counts the
+        # job's tile windows, which for a shard start at its first tile, not at (0, 0).
+        rows, cols = self.dataset.block_shapes[0]
+        row, col = int(task.tile.row_off) // rows, int(task.tile.col_off) // cols
+        chunks = table.read_chunks(fh, table.numbers(row, col, *self._grid))
+        if chunks is None:
+            raise ResumeError(f"{damaged} (it is not in the file); start again with --overwrite")
+        pixels = int(task.tile.height) * int(task.tile.width) * self.dataset.count
+        tile = EncodedTile(chunks, pixels * np.dtype(self.dataset.dtypes[0]).itemsize)
+        if tile.checksum() != self.done[number]:
+            raise ResumeError(
+                f"{damaged} (the file was damaged or changed); start again with --overwrite"
+            )
+        return tile
 
     def close(self) -> None:
         """Close it, and keep it only where it is still what a journal describes."""

@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import struct
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -98,6 +99,15 @@ class EncodedTile:
 
     chunks: tuple[bytes, ...]
     nbytes: int
+
+    def checksum(self) -> int:
+        """CRC-32 of the stored bytes, in order: what the journal records of a placed tile
+        (a lossy codec's tile decodes to other pixels than the kernel's, its bytes do not
+        change)."""
+        crc = 0
+        for chunk in self.chunks:
+            crc = zlib.crc32(chunk, crc)
+        return crc
 
 
 class TileEncoder:

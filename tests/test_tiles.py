@@ -66,12 +66,12 @@ def codec_missing(codec: str) -> str | None:
                 driver="GTiff",
                 width=16,
                 height=16,
-                count=1,
+                count=3,  # WEBP takes 3 or 4 bands
                 dtype="uint8",
                 transform=DEFAULT_TRANSFORM,
                 compress=codec,
             ) as dst:
-                dst.write(np.zeros((1, 16, 16), "uint8"))
+                dst.write(np.zeros((3, 16, 16), "uint8"))
             with memory.open() as src:
                 written = src.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION")
     except RasterioError as err:
@@ -686,24 +686,22 @@ def test_damaged_stored_tile_is_refused_on_resume(tmp_path, mpraster_cmd, cli_en
     assert not out.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ResumeError,
-    reason="a lossy codec's partial never resumes: the journal holds the checksum of the "
-    "kernel's pixels, and ResumeSource.read compares it with the pixels decoded from the "
-    "partial, which a lossy codec (LERC with MAX_Z_ERROR > 0, JPEG) has changed",
-)
 @pytest.mark.parametrize(
-    "dtype,options",
+    "dtype,options,placed",
     [
-        ("float32", {"compress": "LERC", "max_z_error": "0.5"}),
-        ("uint8", {"compress": "JPEG"}),
+        ("float32", {"compress": "LERC", "max_z_error": "0.5"}, True),
+        ("float32", {"compress": "LERC_DEFLATE", "max_z_error": "0.5"}, True),
+        ("uint8", {"compress": "JPEG"}, False),
+        ("uint8", {"compress": "WEBP"}, False),
     ],
-    ids=["lerc-max-z-error", "jpeg"],
+    ids=["lerc-max-z-error", "lerc-deflate-max-z-error", "jpeg", "webp"],
 )
-def test_lossy_output_resumes_to_the_same_bytes(tmp_path, dtype, options):
-    """A stopped run of a lossy codec resumes to the bytes of an uninterrupted one (it
-    does not: see the reason)."""
+def test_lossy_output_resumes_to_the_same_bytes(tmp_path, dtype, options, placed):
+    """A lossy codec changes the pixels it stores, so its tiles cannot be checked against
+    the kernel's pixels on resume: a placed output's tiles are journaled by their stored
+    bytes, and GDAL's lossy outputs are written to a lossless working file that GDAL
+    compresses at the end. Either way a stopped run resumes to an uninterrupted one's
+    bytes."""
     require_codec(options["compress"])
     src = write_raster(tmp_path / "in.tif", synthetic((3, 160, 16), dtype))
     out = tmp_path / "o.tif"
@@ -715,10 +713,33 @@ def test_lossy_output_resumes_to_the_same_bytes(tmp_path, dtype, options):
         creation_options=options,
     )
     stop_after_first_window(src, out, **kwargs)
+    assert journaled(out) >= 1
+    working = rasterio.open(f"{out}.partial")
+    with working:
+        stored = working.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION")
+    assert stored == (options["compress"] if placed else None)
     mpraster.run(src, out, "reverse", resume=True, **kwargs)
     reference = tmp_path / "reference.tif"
     mpraster.run(src, reference, "reverse", **kwargs)
     assert out.read_bytes() == reference.read_bytes()
+    with rasterio.open(out) as done:
+        assert done.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == options["compress"]
+
+
+def test_a_journal_of_another_version_is_not_resumed(tmp_path):
+    """Journals written before placed tiles were journaled by their bytes (format 1)."""
+    src = write_raster(tmp_path / "in.tif", synthetic((3, 160, 16), "uint8"))
+    out = tmp_path / "o.tif"
+    kwargs = dict(jobs=1, block_size=16, params={"cost": 0}, checkpoint_mb=0.0001)
+    stop_after_first_window(src, out, **kwargs)
+    journal = Path(f"{out}.journal")
+    header, *rest = journal.read_text().splitlines()
+    journal.write_text("\n".join([json.dumps({**json.loads(header), "format": 1}), *rest]))
+    with pytest.raises(ResumeError, match=r"another version of mpraster.*--overwrite"):
+        mpraster.run(src, out, "reverse", resume=True, **kwargs)
+    mpraster.run(src, out, "reverse", overwrite=True, **kwargs)
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert (b.read() == a.read()[::-1]).all()
 
 
 # ---------------------------------------------------------------- 5. merge
