@@ -40,7 +40,7 @@ from mpraster.metadata import (
     output_metadata,
 )
 from mpraster.options import CHECKPOINT_MB, RunOptions, check_output_format
-from mpraster.output import CogOptions, check_output
+from mpraster.output import CogOptions, check_output, writer_profiles
 from mpraster.resume import JournalState, fingerprint, input_identity, previous_run
 from mpraster.tiles import placement_problem, tiles_described
 from mpraster.validity import OutputValidity, plan_validity
@@ -191,10 +191,33 @@ class Job(budget.CacheBudget):
             lines += [
                 f"output{name}: {out.path} ({'COG, ' if self.cog else ''}{profile})",
                 f"  codec: {codec} ({why})",
+                f"  tiles: {self._who_encodes(out)}",
                 f"  validity: {out.validity.describe()}; georeferenced by "
                 f"{out.metadata.georeferencing.kind}",
             ]
         return "\n".join(lines)
+
+    def _who_encodes(self, out: OutputPlan) -> str:
+        """Who encodes ``out``'s tiles and how they reach the file (`mpraster.tiles`)."""
+        cog = self.cog is not None
+        problem = placement_problem(out.profile, cog, out.validity.writes_mask)
+        if problem:
+            if writer_profiles(out.profile, cog)[1]:
+                return (
+                    f"GDAL writes them to an uncompressed working file and compresses a copy "
+                    f"at the end ({problem})"
+                )
+            threads = out.profile.get("num_threads")
+            on = f" on {threads} threads" if threads and out.profile.get("compress") else ""
+            return f"GDAL encodes and writes every tile{on} ({problem})"
+        if self.jobs == 1:
+            return "encoded on a thread beside the lone worker; the writer places them"
+        if any(task.parts > 1 for task in self.tasks):
+            return (
+                f"put back together from row strips and encoded on a pool of {self.jobs} "
+                "threads; the writer places them"
+            )
+        return "each worker encodes the tiles it computes; the writer places them as they are"
 
 
 @dataclass(frozen=True)
@@ -458,6 +481,9 @@ def _fingerprint(
         "metadata": out.metadata.to_json(),
         "block": options.block_size,
         "cog": options.cog,
+        # Placed tiles (`mpraster.tiles`) lay the file out, and are journaled, otherwise.
+        "placed": placement_problem(out.profile, options.cog is not None, out.validity.writes_mask)
+        is None,
         # Where checkpoints fall shapes a compressed file's layout.
         "checkpoint_mb": options.checkpoint_mb,
         "version": __version__,

@@ -14,9 +14,11 @@ writes them and syncs the file, so a run killed at any moment leaves a valid Geo
 whose journaled tiles are in place. The layout depends only on the plan: the file is the
 same bytes whichever mode, ``--io`` and ``-j`` made it.
 
-Not every output can be made this way (`placement_problem`): a COG is laid out by GDAL's
-COG driver, an internal mask has tiles of its own, and JPEG, WEBP and JPEG-XL tiles share
-tables kept in the directory. Those outputs are written by GDAL tile by tile as before.
+Not every output is made this way (`placement_problem`): a COG is laid out by GDAL's
+COG driver, an internal mask has tiles of its own, JPEG, WEBP and JPEG-XL tiles share
+tables kept in the directory, and compressed tiles smaller than `MIN_TILE_BYTES` cost
+more to encode apart than it saves. Those outputs are written by GDAL tile by tile,
+compressing on its own threads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import errno
 import json
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +35,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from affine import Affine
+
+from mpraster.errors import OptionError
 
 # Codecs whose tiles stand alone: a tile encoded in a file of its own is the same bytes
 # in the output.
@@ -57,6 +62,14 @@ _FILE_KEYS = frozenset(
         "copy_src_overviews",
     }
 )
+# A tile encoded in a file of its own costs some 0.25 ms more than GDAL's writer takes to
+# encode it in the output (BENCHMARKS.md, "Scaling past one node"): below this size
+# (a 512 x 512 tile of two-byte pixels) that is more than a twentieth of the encoding,
+# and a run is faster with GDAL's writer compressing on its threads. Uncompressed tiles
+# are laid out without GDAL, at no such cost. The environment variable
+# MPRASTER_MIN_PLACED_TILE_BYTES changes it (0: place every tile).
+MIN_TILE_BYTES = 512 * 1024
+MIN_TILE_BYTES_VARIABLE = "MPRASTER_MIN_PLACED_TILE_BYTES"
 _NORTH_UP = Affine(1.0, 0.0, 1.0, 0.0, -1.0, 1.0)
 _TILE_OFFSETS = 324
 _TILE_BYTE_COUNTS = 325
@@ -66,7 +79,11 @@ _TYPE_OF_CODE = {code: kind for kind, code in _TIFF_TYPES.items()}
 
 
 def placement_problem(profile: Mapping[str, Any], cog: bool, mask: bool) -> str | None:
-    """Why the output of ``profile`` cannot be made of tiles encoded apart (None if it can)."""
+    """Why the output of ``profile`` is not made of tiles encoded apart (None if it is).
+
+    Also for tiles too small to pay for it (`MIN_TILE_BYTES`). The answer depends on the
+    profile alone, never on the mode or ``-j``: the two ways lay the file out differently.
+    """
     if cog:
         return "a COG is laid out by GDAL's COG driver"
     if mask:
@@ -78,7 +95,33 @@ def placement_problem(profile: Mapping[str, Any], cog: bool, mask: bool) -> str 
     codec = str(profile.get("compress") or "NONE").upper()
     if codec not in PLACEABLE_CODECS:
         return f"{codec} tiles share tables kept in the file's directory"
+    size = profile["blockxsize"] * profile["blockysize"] * profile["count"]
+    size *= np.dtype(profile["dtype"]).itemsize
+    if codec != "NONE" and size < min_tile_bytes():
+        return (
+            f"tiles of {size // 1024} KiB: encoding each in a file of its own costs more than "
+            "spreading the encoding saves"
+        )
     return None
+
+
+def min_tile_bytes() -> int:
+    """The smallest compressed tile placed: MIN_TILE_BYTES, or the environment's.
+
+    Raises
+    ------
+    OptionError
+        If the environment's is not a whole number of bytes.
+    """
+    value = os.environ.get(MIN_TILE_BYTES_VARIABLE)
+    if value is None:
+        return MIN_TILE_BYTES
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise OptionError(
+            f"{MIN_TILE_BYTES_VARIABLE} is a number of bytes, got '{value}'"
+        ) from None
 
 
 def tile_options(profile: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -114,11 +157,15 @@ class TileEncoder:
     """Encodes tile windows as GDAL's GeoTIFF writer would, given `tile_options`.
 
     Each tile is written to a GeoTIFF of its own in memory (GDAL releases the GIL while it
-    compresses), and its bytes are taken from there.
+    compresses), and its bytes are taken from there. An uncompressed tile is laid out
+    here instead, as GDAL lays it out (the window in the tile's top left corner, zeros
+    past the raster's edge; pixels or bands interleaved; the file's byte order): a file
+    in memory costs some 0.2 ms a tile, more than copying the pixels.
     """
 
     def __init__(self, options: tuple[tuple[str, Any], ...]) -> None:
         self.options = dict(options)
+        self._raw = _raw_layout(self.options)
 
     def encode(self, array: np.ndarray) -> EncodedTile:
         """``array`` (bands, rows, cols), at most one tile in size, as the output stores it.
@@ -128,10 +175,15 @@ class TileEncoder:
         rasterio.errors.RasterioError
             If GDAL's encoder refuses the data.
         """
+        if self._raw is not None:
+            return self._raw.lay_out(array)
+        from rasterio.env import env_ctx_if_needed
         from rasterio.io import MemoryFile
 
         rows, cols = array.shape[1:]
-        with MemoryFile() as memory:
+        # One GDAL environment for the whole tile, where rasterio would make one for each
+        # call in a thread that has none.
+        with env_ctx_if_needed(), MemoryFile() as memory:
             # A transform that changes no tile, so that rasterio has nothing to warn about
             # (and no warnings filter, which is not thread-safe, to set).
             with memory.open(
@@ -140,6 +192,59 @@ class TileEncoder:
                 dst.write(array)
             chunks = TileTable.parse(memory.getbuffer()).chunks()
         return EncodedTile(chunks, array.nbytes)
+
+
+@dataclass(frozen=True)
+class _RawLayout:
+    """How GDAL stores an uncompressed tile: its size, byte order, interleaving, and the
+    nodata value that fills a tile with no other pixel."""
+
+    rows: int
+    cols: int
+    byte_order: str  # numpy's: "<" or ">"
+    by_band: bool
+    nodata: float | None
+
+    def lay_out(self, array: np.ndarray) -> EncodedTile:
+        bands, rows, cols = array.shape
+        dtype = array.dtype.newbyteorder(self.byte_order)
+        tile = np.zeros((bands, self.rows, self.cols), dtype=dtype)
+        tile[:, :rows, :cols] = array
+        if self.nodata is not None and (rows, cols) != (self.rows, self.cols):
+            # GDAL writes no block whose pixels are all nodata, and fills it with nodata
+            # when it closes the file, past the raster's edge too (a block: the tile, or
+            # one band of it when the file is interleaved by band).
+            for block in tile if self.by_band else [tile]:
+                part = block[..., :rows, :cols]
+                if np.isnan(self.nodata):
+                    empty = bool(np.isnan(part).all())
+                else:
+                    empty = bool((part == self.nodata).all())
+                if empty:
+                    block[...] = self.nodata
+        if self.by_band:
+            chunks = tuple(band.tobytes() for band in tile)
+        else:
+            chunks = (np.ascontiguousarray(tile.transpose(1, 2, 0)).tobytes(),)
+        return EncodedTile(chunks, array.nbytes)
+
+
+def _raw_layout(options: Mapping[str, Any]) -> _RawLayout | None:
+    """The layout of an uncompressed tile of ``options``, or None if GDAL must encode it
+    (a codec, or NBITS, which packs bits)."""
+    if str(options.get("compress") or "NONE").upper() != "NONE" or "nbits" in options:
+        return None
+    order = str(options.get("endianness") or "NATIVE").upper()
+    big = order == "BIG" or (order == "NATIVE" and sys.byteorder == "big")
+    by_band = str(options.get("interleave") or "PIXEL").upper() == "BAND"
+    nodata = options.get("nodata")
+    return _RawLayout(
+        options["blockysize"],
+        options["blockxsize"],
+        ">" if big else "<",
+        by_band,
+        None if nodata is None else float(nodata),
+    )
 
 
 @dataclass

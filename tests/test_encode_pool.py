@@ -10,9 +10,18 @@ import rasterio
 from helpers import digest, synthetic
 
 import mpraster
+from mpraster import tiles
 from mpraster.errors import OutputWriteError
 from mpraster.sample import write_raster
 from mpraster.tiles import TileEncoder
+
+
+@pytest.fixture(autouse=True)
+def small_tiles_placed(monkeypatch):
+    """Compressed tiles of any size placed, as the tests' small rasters need (a run
+    places them from `mpraster.tiles.MIN_TILE_BYTES`); CLI runs inherit it."""
+    monkeypatch.setenv(tiles.MIN_TILE_BYTES_VARIABLE, "0")
+
 
 DEFLATE = {"compress": "deflate", "predictor": "2"}
 

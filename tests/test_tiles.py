@@ -33,6 +33,7 @@ from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
 
 import mpraster
+from mpraster import tiles
 from mpraster.errors import OutputExistsError, OutputWriteError, ResumeError, ShardMergeError
 from mpraster.merge import merge_shards
 from mpraster.modes.threads import WORKER_THREAD_PREFIX
@@ -50,6 +51,13 @@ PLACEABLE = ["NONE", "DEFLATE", "LZW", "ZSTD", "LZMA", "PACKBITS", "LERC"]
 TILE_DTYPES = ["uint8", "int16", "uint16", "float32", "float64"]
 NAN = float("nan")
 NODATA = {"uint8": 255, "int16": -1, "uint16": 7, "float32": -9999.0, "float64": NAN}
+
+
+@pytest.fixture(autouse=True)
+def small_tiles_placed(monkeypatch):
+    """Compressed tiles of any size placed, as the tests' small rasters need (a run
+    places them from `mpraster.tiles.MIN_TILE_BYTES`); CLI runs inherit it."""
+    monkeypatch.setenv(tiles.MIN_TILE_BYTES_VARIABLE, "0")
 
 
 # ---------------------------------------------------------------- helpers
@@ -837,3 +845,26 @@ def test_resumed_shard_places_its_journaled_tiles(tmp_path, encoded, index):
     single = tmp_path / "single.tif"
     mpraster.run(src, single, "reverse", jobs=1, **options)
     assert out.read_bytes() == single.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "options,says",
+    [
+        (dict(jobs=2, block_size=16), "each worker encodes the tiles it computes"),
+        (dict(jobs=1, block_size=16), "encoded on a thread beside the lone worker"),
+        (dict(jobs=2, block_size=32), "put back together from row strips and encoded on a pool"),
+        (
+            dict(jobs=2, block_size=16, creation_options={"compress": "jpeg"}),
+            "GDAL writes them to an uncompressed working file and compresses a copy at the end",
+        ),
+        (
+            dict(jobs=2, block_size=128, cog=mpraster.CogOptions()),
+            "GDAL writes them to an uncompressed working file and compresses a copy at the "
+            "end (a COG is laid out by GDAL's COG driver)",
+        ),
+    ],
+)
+def test_dry_run_says_who_encodes_the_tiles(tmp_path, options, says):
+    src = write_raster(tmp_path / "in.tif", synthetic((3, 96, 96), "uint8"))
+    job = mpraster.plan_job(src, tmp_path / "o.tif", "reverse", params={"cost": 0}, **options)
+    assert f"  tiles: {says}" in job.describe()
