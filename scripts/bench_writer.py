@@ -60,7 +60,7 @@ from mpraster.progress import NullProgress
 from mpraster.resume import checksum
 from mpraster.sample import write_raster, write_sample
 from mpraster.stats import RunStats
-from mpraster.tiles import TileEncoder, tile_options
+from mpraster.tiles import MIN_TILE_BYTES_VARIABLE, TileEncoder, tile_options
 from mpraster.worker import WindowResult
 
 CODECS = [None, "DEFLATE", "ZSTD", "LZW"]
@@ -167,12 +167,32 @@ def gdal_writes_every_tile():
         yield
 
 
+@contextlib.contextmanager
+def tiles_placed():
+    """Every tile placed, whatever its size (a run places compressed tiles of
+    `mpraster.tiles.MIN_TILE_BYTES` and more: a 512² uint8 tile is smaller)."""
+    before = os.environ.get(MIN_TILE_BYTES_VARIABLE)
+    os.environ[MIN_TILE_BYTES_VARIABLE] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[MIN_TILE_BYTES_VARIABLE]
+        else:
+            os.environ[MIN_TILE_BYTES_VARIABLE] = before
+
+
+def writer_path(path: str):
+    """The context that makes the writer take ``path`` (one of PATHS)."""
+    return gdal_writes_every_tile() if path == GDAL else tiles_placed()
+
+
 def writer_seconds(
     src: Path, array: np.ndarray, out: Path, co: dict, path: str = PLACES, cache=None
 ) -> float:
     """One pass of the production writer path over ``array`` on ``path`` (one of PATHS):
     seconds; ``cache``: a GDAL block cache in bytes instead of the run's."""
-    with gdal_writes_every_tile() if path == GDAL else contextlib.nullcontext():
+    with writer_path(path):
         job = plan_job(
             [str(src)], str(out), noop, jobs=2, mode="threads", creation_options=co,
             overwrite=True,
@@ -410,7 +430,7 @@ def simulation_table(data: Path, arrays: dict, runs: int) -> str:
             for jobs in (1, 2, 4, 8):
 
                 def once(jobs=jobs, codec=codec, path=path):
-                    with gdal_writes_every_tile() if path == GDAL else contextlib.nullcontext():
+                    with writer_path(path):
                         return mpraster.run(
                             str(src), str(out), noop, jobs=jobs, mode="threads", io="workers",
                             creation_options=creation(codec), overwrite=True,
@@ -442,7 +462,7 @@ def merge_table(data: Path, arrays: dict, runs: int) -> str:
     for codec in (None, "DEFLATE"):
         for path in (GDAL, PLACES):
             out = data / f"merged-{codec_name(codec)}.tif"
-            with gdal_writes_every_tile() if path == GDAL else contextlib.nullcontext():
+            with writer_path(path):
                 for i in range(4):
                     mpraster.run(
                         str(src), str(out), noop, jobs=1, mode="threads", shard=(i, 4),

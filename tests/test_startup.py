@@ -158,10 +158,11 @@ def test_the_command_sets_up_its_process_unless_told(monkeypatch):
     monkeypatch.setattr(command.os, "environ", environ)
     set_now = []
     monkeypatch.setattr(command, "_glibc_mallopt", lambda: lambda *a: set_now.append(a))
-    ran = []
+    ran, ended = [], []
     monkeypatch.setattr(cli, "main", lambda: ran.append(True))
+    monkeypatch.setattr(command.os, "_exit", ended.append)  # not this test process
     command.main()
-    assert ran == [True]
+    assert ran == [True] and ended == [0]
     assert environ == {
         "OMP_NUM_THREADS": "3",
         "OPENBLAS_NUM_THREADS": "1",
@@ -180,3 +181,32 @@ def test_malloc_is_left_alone_without_glibc(monkeypatch):
     monkeypatch.setattr(command, "_glibc_mallopt", lambda: None)
     command.set_up_process()
     assert not any(name.startswith("MALLOC_") for name in environ)
+
+
+@pytest.mark.parametrize(
+    "ending,code,says",
+    [(None, 0, ""), (SystemExit(3), 3, ""), (SystemExit("bye"), 1, "bye")],
+)
+def test_the_command_ends_with_the_cli_s_code(monkeypatch, capsys, ending, code, says):
+    from mpraster import cli, command
+
+    def cli_main():
+        if ending is not None:
+            raise ending
+
+    monkeypatch.setattr(cli, "main", cli_main)
+    assert command.run_command() == code
+    assert capsys.readouterr().err.strip() == says
+
+
+def test_the_command_process_ends_with_its_code_and_its_output(tmp_path):
+    """Without the interpreter's teardown: the exit code and every line printed survive."""
+    code = (
+        "import sys; sys.argv = ['mpraster', 'kernels']\nfrom mpraster.command import main; main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "reverse" in proc.stdout and "slope" in proc.stdout
+    code = code.replace("'kernels'", "'kernels', 'no-such-kernel'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0 and "no-such-kernel" in proc.stderr
