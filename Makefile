@@ -42,7 +42,7 @@ bench: install
 	$(BIN)/python scripts/bench_focal.py --runs 21 --write
 	$(BIN)/python scripts/bench_overhead.py --write
 	$(BIN)/python scripts/bench_startup.py --write
-	$(BIN)/python scripts/bench_writer.py --write
+	$(BIN)/python scripts/bench_writer.py --size 8192 --write
 	$(BIN)/python scripts/bench_terrain.py --write
 	$(BIN)/python scripts/bench_stats.py --runs 5 --write
 
