@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python scripts/bench_writer.py --size 8192 --write
 	$(BIN)/python scripts/bench_terrain.py --write
 	$(BIN)/python scripts/bench_stats.py --runs 5 --write
+	$(BIN)/python scripts/bench_placement.py --write
 
 lint: install
 	$(BIN)/python -m pip install -q ruff

@@ -50,10 +50,15 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from benchlib import ROOT, argument_parser, mpraster_command, timed, write_section
-from rasterio.transform import from_origin
-
-from mpraster.sample import write_raster
+from benchlib import (
+    DEM_CRS,
+    ROOT,
+    argument_parser,
+    mpraster_command,
+    terrain_dem,
+    timed,
+    write_section,
+)
 
 TILE = 512
 # xarray-spatial's slope runs Horn's method in float32; mpraster and gdaldem in float64.
@@ -69,9 +74,6 @@ XRS_SETUP = (
 )
 PEER = ROOT / "scripts" / "peers" / "xrspatial_terrain.py"
 GDAL_OPTIONS = ["TILED=YES", f"BLOCKXSIZE={TILE}", f"BLOCKYSIZE={TILE}", "COMPRESS=DEFLATE"]
-# The DEM's place: UTM zone 16N (EPSG:32616) covers its longitude, 84.4 to 84.1 degrees W.
-CRS = "EPSG:32616"
-LATITUDE = 36.6
 # The rows' labels.
 GDALDEM, GDALDEM_2 = "gdaldem", "gdaldem, NUM_THREADS=2"
 J1, J2_MAIN, J2_WORKERS = "mpraster -j 1", "mpraster -j 2 --io main", "mpraster -j 2 --io workers"
@@ -93,41 +95,6 @@ class Tool:
 class Figures:
     wall: list[float] = field(default_factory=list)
     total_mib: list[float] = field(default_factory=list)
-
-
-def build_dem(path: Path, rows: int) -> tuple[Path, tuple[float, float]]:
-    """The mirror-tiled real DEM, ``rows`` x ``rows * 63 // 64`` float32; its cell size."""
-    try:
-        from matplotlib import cbook
-    except ImportError:
-        raise SystemExit("the DEM comes with matplotlib: pip install .[bench]") from None
-
-    with cbook.get_sample_data("jacksboro_fault_dem.npz") as npz:
-        heights = npz["elevation"].astype(np.float32)
-        # dx and dy are in degrees (3 arc-seconds); metres at the DEM's latitude.
-        dx = float(npz["dx"]) * 111_320.0 * np.cos(np.radians(LATITUDE)) if "dx" in npz else 30.0
-        dy = float(npz["dy"]) * 110_574.0 if "dy" in npz else dx
-    cell = (round(dx, 2), round(dy, 2))
-    if path.exists():
-        return path, cell
-    cols = rows * 63 // 64
-    print(f"building the {rows} x {cols} DEM: {path}", file=sys.stderr)
-    period = np.concatenate([heights, heights[::-1]], axis=0)
-    period = np.concatenate([period, period[:, ::-1]], axis=1)
-    reps = (-(-rows // period.shape[0]), -(-cols // period.shape[1]))
-    dem = np.tile(period, reps)[np.newaxis, :rows, :cols]
-    tmp = path.with_suffix(".tmp.tif")
-    write_raster(
-        tmp,
-        dem,
-        tile=TILE,
-        crs=CRS,
-        transform=from_origin(700_000.0, 4_060_000.0, *cell),
-        compress="deflate",
-        predictor=3,
-    )
-    tmp.replace(path)
-    return path, cell
 
 
 def gdal_version(gdaldem: str) -> str:
@@ -437,7 +404,7 @@ def main() -> int:
         raise SystemExit(f"--kernels: slope and hillshade only, not {', '.join(sorted(unknown))}")
     args.data.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    dem, cell = build_dem(args.data / f"jacksboro{args.size}.tif", args.size)
+    dem, cell = terrain_dem(args.data / f"jacksboro{args.size}.tif", args.size)
     skipped = []
     gdaldem = shutil.which(args.gdaldem)
     if not gdaldem:
@@ -484,7 +451,7 @@ def main() -> int:
             "(a busy machine slows every row).\n",
             f"**slope and hillshade of a {shape} float32 DEM** (matplotlib's "
             "`jacksboro_fault_dem.npz`, real SRTM terrain, mirror-tiled; tiled 512, DEFLATE + "
-            f"PREDICTOR=3, {CRS}, {cell[0]} x {cell[1]} m cells). Every output tiled 512, "
+            f"PREDICTOR=3, {DEM_CRS}, {cell[0]} x {cell[1]} m cells). Every output tiled 512, "
             "DEFLATE, no predictor; the output column is read from the files (slope's "
             "type, then hillshade's).\n",
             tables(rows, kernels, figures, outputs, wrong),

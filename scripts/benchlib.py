@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.transform import from_origin
 
 from mpraster.sample import write_raster
 
@@ -163,3 +164,45 @@ def mosaic(path: Path, size: int, compress: str | None) -> Path:
     )
     tmp.replace(path)
     return path
+
+
+# The real DEM's place: UTM zone 16N (EPSG:32616) covers its longitude, 84.4 to 84.1 degrees W.
+DEM_CRS = "EPSG:32616"
+DEM_LATITUDE = 36.6
+
+
+def terrain_dem(path: Path, rows: int) -> tuple[Path, tuple[float, float]]:
+    """The mirror-tiled real DEM, ``rows`` x ``rows * 63 // 64`` float32; its cell size."""
+    try:
+        from matplotlib import cbook
+    except ImportError:
+        raise SystemExit("the DEM comes with matplotlib: pip install .[bench]") from None
+
+    with cbook.get_sample_data("jacksboro_fault_dem.npz") as npz:
+        heights = npz["elevation"].astype(np.float32)
+        # dx and dy are in degrees (3 arc-seconds); metres at the DEM's latitude.
+        dx = (
+            float(npz["dx"]) * 111_320.0 * np.cos(np.radians(DEM_LATITUDE)) if "dx" in npz else 30.0
+        )
+        dy = float(npz["dy"]) * 110_574.0 if "dy" in npz else dx
+    cell = (round(dx, 2), round(dy, 2))
+    if path.exists():
+        return path, cell
+    cols = rows * 63 // 64
+    print(f"building the {rows} x {cols} DEM: {path}", file=sys.stderr)
+    period = np.concatenate([heights, heights[::-1]], axis=0)
+    period = np.concatenate([period, period[:, ::-1]], axis=1)
+    reps = (-(-rows // period.shape[0]), -(-cols // period.shape[1]))
+    dem = np.tile(period, reps)[np.newaxis, :rows, :cols]
+    tmp = path.with_suffix(".tmp.tif")
+    write_raster(
+        tmp,
+        dem,
+        tile=512,
+        crs=DEM_CRS,
+        transform=from_origin(700_000.0, 4_060_000.0, *cell),
+        compress="deflate",
+        predictor=3,
+    )
+    tmp.replace(path)
+    return path, cell
