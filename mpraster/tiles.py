@@ -208,6 +208,10 @@ class _RawLayout:
     def lay_out(self, array: np.ndarray) -> EncodedTile:
         bands, rows, cols = array.shape
         dtype = array.dtype.newbyteorder(self.byte_order)
+        if (rows, cols) == (self.rows, self.cols) and (bands == 1 or self.by_band):
+            # A whole tile, as it is stored: one copy (a byte swap, if need be), no padding.
+            stored = array.astype(dtype, copy=False)
+            return EncodedTile(tuple(band.tobytes() for band in stored), array.nbytes)
         tile = np.zeros((bands, self.rows, self.cols), dtype=dtype)
         tile[:, :rows, :cols] = array
         if self.nodata is not None and (rows, cols) != (self.rows, self.cols):
