@@ -210,14 +210,17 @@ class Job(budget.CacheBudget):
             threads = out.profile.get("num_threads")
             on = f" on {threads} threads" if threads and out.profile.get("compress") else ""
             return f"GDAL encodes and writes every tile{on} ({problem})"
+        # Uncompressed tiles are laid out as stored, without GDAL (`mpraster.tiles`).
+        raw = str(out.profile.get("compress") or "NONE").upper() == "NONE"
+        encoded, encodes = ("laid out", "lays out") if raw else ("encoded", "encodes")
         if self.jobs == 1:
-            return "encoded on a thread beside the lone worker; the writer places them"
+            return f"{encoded} on a thread beside the lone worker; the writer places them"
         if any(task.parts > 1 for task in self.tasks):
             return (
-                f"put back together from row strips and encoded on a pool of {self.jobs} "
+                f"put back together from row strips and {encoded} on a pool of {self.jobs} "
                 "threads; the writer places them"
             )
-        return "each worker encodes the tiles it computes; the writer places them as they are"
+        return f"each worker {encodes} the tiles it computes; the writer places them as they are"
 
 
 @dataclass(frozen=True)

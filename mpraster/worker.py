@@ -20,19 +20,19 @@ import numpy as np
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import transform as window_transform
 
-from mpraster.block_reader import BlockReader
 from mpraster.errors import WindowFailed
 from mpraster.inputs import InputInfo, InputSpec, WindowReader, split_arrays
 from mpraster.kernel_outputs import split_result
 from mpraster.kernels import Kernel, KernelContext, load_kernel
-from mpraster.reductions import Block, Reduction
 from mpraster.resume import checksum
 from mpraster.tiles import EncodedTile, TileEncoder
 from mpraster.validity import OutputValidity, window_validity
 from mpraster.windows import WindowTask, describe_window
 
 if TYPE_CHECKING:
+    from mpraster.block_reader import BlockReader
     from mpraster.modes.transport import Slot
+    from mpraster.reductions import Reduction
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,9 @@ class WorkerState:
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
         if self.reader is None and self.reduction is not None:
+            # Imported here: a run that writes a raster needs none of the reductions' code.
+            from mpraster.block_reader import BlockReader
+
             self.reader = BlockReader(self.spec.inputs, self.spec.infos)
         elif self.reader is None:
             self.reader = WindowReader(self.spec.inputs, self.spec.infos, self.spec.fill)
@@ -401,6 +404,8 @@ def reduce_window(
     WindowFailed
         If the reduction raises, naming the window.
     """
+    from mpraster.reductions import Block
+
     block = Block(task.index, task.window, tuple(arrays[0::2]), tuple(arrays[1::2]))
     try:
         partial = reduction.update(reduction.start(), block)

@@ -847,12 +847,19 @@ def test_resumed_shard_places_its_journaled_tiles(tmp_path, encoded, index):
     assert out.read_bytes() == single.read_bytes()
 
 
+ZSTD = {"creation_options": {"compress": "zstd"}}
+
+
 @pytest.mark.parametrize(
     "options,says",
     [
-        (dict(jobs=2, block_size=16), "each worker encodes the tiles it computes"),
-        (dict(jobs=1, block_size=16), "encoded on a thread beside the lone worker"),
-        (dict(jobs=2, block_size=32), "put back together from row strips and encoded on a pool"),
+        (dict(jobs=2, block_size=16, **ZSTD), "each worker encodes the tiles it computes"),
+        (dict(jobs=1, block_size=16, **ZSTD), "encoded on a thread beside the lone worker"),
+        (
+            dict(jobs=2, block_size=32, **ZSTD),
+            "put back together from row strips and encoded on a pool",
+        ),
+        (dict(jobs=2, block_size=16), "each worker lays out the tiles it computes"),
         (
             dict(jobs=2, block_size=16, creation_options={"compress": "jpeg"}),
             "GDAL writes them to an uncompressed working file and compresses a copy at the end",
