@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -18,8 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 
+import mpraster
+from mpraster.progress import NullProgress
 from mpraster.sample import write_raster
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -223,3 +227,16 @@ def write_netcdf(path: Path, variables: dict[str, np.ndarray]) -> Path:
     offsets = [start + sum(d.nbytes for _, d in arrays[:i]) for i in range(len(arrays))]
     path.write_bytes(header(offsets) + b"".join(d.tobytes() for _, d in arrays))
     return path
+
+
+def stop_after_first_window(src, out, **options) -> None:
+    """Run ``reverse`` and stop it, as SIGTERM does, once its first window is written: the
+    partial and its journal stay for --resume."""
+    stop = mpraster.StopSignal(grace=0)
+
+    class StopAfter(NullProgress):
+        def advance(self, windows, pixels):
+            stop.set(signal.SIGTERM)
+
+    with pytest.raises(mpraster.MprasterError, match="--resume"):
+        mpraster.run(src, out, "reverse", stop=stop, progress=StopAfter(), **options)

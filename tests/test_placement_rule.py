@@ -1,17 +1,20 @@
 """Which outputs have their tiles encoded apart and placed (mpraster/tiles.py), as a run
 decides it without help: by the output's profile alone, never by mode or -j."""
 
-import signal
-
 import numpy as np
 import pytest
 import rasterio
-from helpers import assert_one_line_error, digest, run_cli, synthetic
+from helpers import (
+    assert_one_line_error,
+    digest,
+    run_cli,
+    stop_after_first_window,
+    synthetic,
+)
 
 import mpraster
 from mpraster import tiles
 from mpraster.errors import OptionError, ResumeError
-from mpraster.progress import NullProgress
 from mpraster.sample import write_raster
 
 WORKERS = "each worker encodes the tiles it computes"
@@ -116,14 +119,7 @@ def test_a_run_resumed_under_another_rule_is_another_job(tmp_path, monkeypatch):
         creation_options={"compress": "deflate"},
     )
     monkeypatch.setenv(tiles.MIN_TILE_BYTES_VARIABLE, "0")
-    stop = mpraster.StopSignal(grace=0)
-
-    class StopAfter(NullProgress):
-        def advance(self, windows, pixels):
-            stop.set(signal.SIGTERM)
-
-    with pytest.raises(mpraster.MprasterError, match="--resume"):
-        mpraster.run(src, out, "reverse", stop=stop, progress=StopAfter(), **kwargs)
+    stop_after_first_window(src, out, **kwargs)
     monkeypatch.delenv(tiles.MIN_TILE_BYTES_VARIABLE)
     with pytest.raises(ResumeError, match="different job"):
         mpraster.run(src, out, "reverse", resume=True, **kwargs)

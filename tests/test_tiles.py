@@ -7,7 +7,6 @@ import functools
 import json
 import os
 import shutil
-import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from helpers import (
     run_cli,
     run_command,
     start_cli,
+    stop_after_first_window,
     synthetic,
     wait_for_windows,
 )
@@ -38,7 +38,6 @@ from mpraster.errors import OutputExistsError, OutputWriteError, ResumeError, Sh
 from mpraster.merge import merge_shards
 from mpraster.modes.threads import WORKER_THREAD_PREFIX
 from mpraster.output import find_missing_tile
-from mpraster.progress import NullProgress
 from mpraster.sample import DEFAULT_TRANSFORM, write_raster
 from mpraster.tiles import TileEncoder, TilePlacer, TileTable, placement_problem
 from mpraster.windows import shard_path
@@ -180,19 +179,6 @@ def encoded_by_writer(job) -> int:
     """How many tiles of ``job`` reach the writer as pixels: all with one worker, which
     leaves the encoding to the writer's side; else those cut into row strips."""
     return sum(1 for t in job.tasks if t.part == 0 and (job.jobs == 1 or t.parts > 1))
-
-
-def stop_after_first_window(src, out, **options) -> None:
-    """Run ``reverse`` and stop it, as SIGTERM does, once its first window is written: the
-    partial and its journal stay for --resume."""
-    stop = mpraster.StopSignal(grace=0)
-
-    class StopAfter(NullProgress):
-        def advance(self, windows, pixels):
-            stop.set(signal.SIGTERM)
-
-    with pytest.raises(mpraster.MprasterError, match="--resume"):
-        mpraster.run(src, out, "reverse", stop=stop, progress=StopAfter(), **options)
 
 
 def journaled(output) -> int:
