@@ -45,7 +45,7 @@ from mpraster.progress import NullProgress, ProgressSink, make_progress
 from mpraster.resume import ResumeSource, check_previous_run_unchanged
 from mpraster.schedule import StopSignal, schedule
 from mpraster.stats import RunStats
-from mpraster.tiles import placement_problem, tile_options
+from mpraster.tiles import tile_grid, tile_options
 from mpraster.windows import WindowTask
 from mpraster.worker import WindowResult, WorkerOutput, WorkerSpec
 from mpraster.write_thread import WriteThread
@@ -176,10 +176,7 @@ def _worker_spec(job: Job) -> WorkerSpec:
         infos=job.infos,
         fill=job.kernel.fill,
         halo=job.halo,
-        outputs=tuple(
-            WorkerOutput(out.name, out.dtype.name, out.bands, out.validity, _tiles(job, out))
-            for out in job.outputs
-        ),
+        outputs=tuple(_worker_output(job, out) for out in job.outputs),
         in_process=in_process,
         gdal_cache_bytes=job.worker_cache_bytes,
         # What GDAL is told in the main process, for worker processes and MPI ranks.
@@ -189,27 +186,18 @@ def _worker_spec(job: Job) -> WorkerSpec:
     )
 
 
-def _tile_grid(job: Job, out: OutputPlan) -> tuple[int, int] | None:
-    """The tiles across and down of ``out``, if its writer places its tiles as stored."""
-    if placement_problem(out.profile, job.cog is not None, out.validity.writes_mask):
-        return None
-    block_rows, block_cols = out.profile["blockysize"], out.profile["blockxsize"]
-    return -(-out.profile["width"] // block_cols), -(-out.profile["height"] // block_rows)
-
-
-def _tiles(job: Job, out: OutputPlan) -> tuple | None:
-    """How workers encode ``out``'s tiles, if its writer only places them (as
-    `OutputWriter` decides) and there are several workers.
-
-    A lone worker leaves the encoding to the writer's pool (`TileAssembly`): the kernel
-    and the encoder then run at once on two threads. The tiles are the same bytes whoever
-    encodes them.
-    """
-    if job.jobs == 1 or placement_problem(
-        out.profile, job.cog is not None, out.validity.writes_mask
-    ):
-        return None
-    return tile_options(out.profile)
+def _worker_output(job: Job, out: OutputPlan) -> WorkerOutput:
+    """What a worker returns of ``out``; ``tiles``, for a placed output, how its tiles
+    are encoded (the same bytes whoever encodes them)."""
+    placed = job.placement_problem(out) is None
+    return WorkerOutput(
+        out.name,
+        out.dtype.name,
+        out.bands,
+        out.validity,
+        tile_options(out.profile) if placed else None,
+        job.workers_encode(out),
+    )
 
 
 def _run_pipeline(
@@ -235,7 +223,7 @@ def _run_pipeline(
                         out.resume_from,
                         job.tiles,
                         out.validity.writes_mask,
-                        _tile_grid(job, out),
+                        None if job.placement_problem(out) else tile_grid(out.profile),
                     )
                 )
         if job.io == "main":
@@ -315,9 +303,8 @@ def _write_outputs(
     with contextlib.ExitStack() as writers_open:
         # Encodes the tiles of placed outputs that reach the writer as pixels (strips
         # assembled into tiles, or every tile with -j 1), on as many threads as workers:
-        # threads start only when a tile needs them.
-        # Shut down after the writer's thread (entered later, left earlier), which may
-        # wait on its tiles.
+        # threads start only when a tile needs them. Shut down after the writer's thread
+        # (entered later, left earlier), which may wait on its tiles.
         pool = ThreadPoolExecutor(job.jobs, thread_name_prefix="mpraster-encode")
         writers_open.callback(pool.shutdown, wait=True, cancel_futures=True)
         assemblies = []

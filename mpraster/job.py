@@ -197,10 +197,21 @@ class Job(budget.CacheBudget):
             ]
         return "\n".join(lines)
 
+    def placement_problem(self, out: OutputPlan) -> str | None:
+        """Why ``out``'s tiles are not encoded apart and placed (None if they are), as
+        its writer decides (`mpraster.tiles.placement_problem`)."""
+        return placement_problem(out.profile, self.cog is not None, out.validity.writes_mask)
+
+    def workers_encode(self, out: OutputPlan) -> bool:
+        """Whether the workers encode ``out``'s tiles: placed, and several workers (a lone
+        worker leaves them to the writer's pool: the kernel and the encoder then run at
+        once, on two threads)."""
+        return self.jobs > 1 and self.placement_problem(out) is None
+
     def _who_encodes(self, out: OutputPlan) -> str:
         """Who encodes ``out``'s tiles and how they reach the file (`mpraster.tiles`)."""
         cog = self.cog is not None
-        problem = placement_problem(out.profile, cog, out.validity.writes_mask)
+        problem = self.placement_problem(out)
         if problem:
             if writer_profiles(out.profile, cog)[1]:
                 return (

@@ -32,7 +32,14 @@ from mpraster.errors import (
 from mpraster.gdal_errors import GDAL_MESSAGES, GDAL_RAISES, gdal_reason, one_line
 from mpraster.metadata import OutputMetadata, quiet_about_georeferencing, write_metadata
 from mpraster.resume import Journal, journal_path, partial_path
-from mpraster.tiles import EncodedTile, TileEncoder, TilePlacer, placement_problem, tile_options
+from mpraster.tiles import (
+    EncodedTile,
+    TileEncoder,
+    TilePlacer,
+    placement_problem,
+    tile_grid,
+    tile_options,
+)
 
 
 def check_output(target: str, overwrite: bool) -> None:
@@ -336,11 +343,7 @@ class OutputWriter:
                 if self.placed_tiles:
                     self._dst.close()
                     self._dst = None
-                    self._placer = TilePlacer(
-                        self.path,
-                        -(-self.profile["width"] // self.profile["blockxsize"]),
-                        -(-self.profile["height"] // self.profile["blockysize"]),
-                    )
+                    self._placer = TilePlacer(self.path, *tile_grid(self.profile))
                 if self.checkpoints is not None:
                     self._journal = Journal(
                         journal_path(self.target),

@@ -17,6 +17,7 @@ to an uninterrupted run, and only windows that were never journaled are computed
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -302,9 +303,12 @@ class ResumeSource:
             else:
                 self._tile = (number, *self._pixels(task, number, damaged))
         _, data, mask = self._tile
-        if isinstance(data, EncodedTile):
-            return data, None
         start, stop = task.rows_in_tile
+        if isinstance(data, EncodedTile):
+            # Handed over with each of its strips (written once, with the last); each
+            # counts its own rows' bytes.
+            share = (stop - start) / int(task.tile.height)
+            return dataclasses.replace(data, nbytes=round(data.nbytes * share)), None
         return data[:, start:stop], None if mask is None else mask[start:stop]
 
     def _pixels(self, task: Any, number: int, damaged: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -105,6 +105,14 @@ def placement_problem(profile: Mapping[str, Any], cog: bool, mask: bool) -> str 
     return None
 
 
+def tile_grid(profile: Mapping[str, Any]) -> tuple[int, int]:
+    """The tiles across and down of ``profile``'s output."""
+    return (
+        -(-profile["width"] // profile["blockxsize"]),
+        -(-profile["height"] // profile["blockysize"]),
+    )
+
+
 def min_tile_bytes() -> int:
     """The smallest compressed tile placed: MIN_TILE_BYTES, or the environment's.
 

@@ -39,14 +39,17 @@ if TYPE_CHECKING:
 class WorkerOutput:
     """One output a worker returns: the kernel's output ``name`` (None for a kernel with
     one), its type and bands, and how it carries validity (with a mask or alpha, every
-    result comes with its mask); ``tiles``: how to encode its tiles, when the writer only
-    places them (`mpraster.tiles.tile_options`)."""
+    result comes with its mask); ``tiles``: how its tiles are encoded, when the writer
+    only places them (`mpraster.tiles.tile_options`; such a tile is journaled by its
+    stored bytes, so the worker takes no checksum of its pixels); ``encode``: whether the
+    worker encodes them itself."""
 
     name: str | None
     dtype: str
     bands: int
     validity: OutputValidity = field(default_factory=OutputValidity)
     tiles: tuple[tuple[str, Any], ...] | None = None
+    encode: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class WorkerState:
         self.thread = threading.current_thread()
         # Whole tile windows are encoded here when the writer only places every output's.
         self.encoders: list[TileEncoder] | None = None
-        if spec.outputs and all(out.tiles is not None for out in spec.outputs):
+        if spec.outputs and all(out.encode for out in spec.outputs):
             self.encoders = [TileEncoder(out.tiles) for out in spec.outputs]
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
@@ -350,8 +353,7 @@ def compute(
             mask = window_validity(output.validity, inputs, masks, task.crop, out, valid)
         outs.append(out)
         out_masks.append(mask)
-        # A placed tile is journaled by its stored bytes' checksum, taken by the writer.
-        placed = state.encoders is not None
+        placed = output.tiles is not None  # journaled by its bytes, taken by the writer
         sums.append(checksum(out, mask) if task.parts == 1 and not placed else None)
     if state.encoders is not None and task.parts == 1:
         # The slot, if any, held only the inputs: it goes back with the result.

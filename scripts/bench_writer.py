@@ -160,7 +160,7 @@ def gdal_writes_every_tile():
     WEBP outputs still take it): GDAL's GTiff writer encodes and lays out every tile."""
     reason = "measuring GDAL's own writer"
     # By name: the package's ``execute`` is the function, not the module.
-    modules = [importlib.import_module(f"mpraster.{name}") for name in ("output", "execute")]
+    modules = [importlib.import_module(f"mpraster.{name}") for name in ("output", "job")]
     with contextlib.ExitStack() as patched:
         for module in modules:
             patched.enter_context(mock.patch.object(module, "placement_problem", lambda *a: reason))
