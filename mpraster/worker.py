@@ -128,10 +128,11 @@ class WorkerState:
             self.kernel = spec.kernel or load_kernel(spec.kernel_ref)
         self.reader: WindowReader | BlockReader | None = None
         self.thread = threading.current_thread()
-        # Whole tile windows are encoded here when the writer only places every output's.
-        self.encoders: list[TileEncoder] | None = None
-        if spec.outputs and all(out.encode for out in spec.outputs):
-            self.encoders = [TileEncoder(out.tiles) for out in spec.outputs]
+        # Whole tile windows of the outputs whose writer only places them are encoded
+        # here (None for the others: GDAL's writer encodes them).
+        self.encoders: list[TileEncoder | None] | None = None
+        if any(out.encode for out in spec.outputs):
+            self.encoders = [TileEncoder(o.tiles) if o.encode else None for o in spec.outputs]
 
     def read(self, task: WindowTask) -> list[np.ndarray]:
         if self.reader is None and self.reduction is not None:
@@ -356,9 +357,11 @@ def compute(
         placed = output.tiles is not None  # journaled by its bytes, taken by the writer
         sums.append(checksum(out, mask) if task.parts == 1 and not placed else None)
     if state.encoders is not None and task.parts == 1:
-        # The slot, if any, held only the inputs: it goes back with the result.
+        # The slot, if any, held only the inputs: it goes back with the result, and the
+        # tiles travel pickled (an output GDAL encodes, with them, as its array).
         encoded = tuple(
-            _encode(enc, out, task) for enc, out in zip(state.encoders, outs, strict=True)
+            out if enc is None else _encode(enc, out, task)
+            for enc, out in zip(state.encoders, outs, strict=True)
         )
         elapsed = time.perf_counter() - start
         return WindowResult(

@@ -4,6 +4,7 @@ mode; journaled, resumed, sharded and failed together."""
 from __future__ import annotations
 
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -11,8 +12,10 @@ import rasterio
 from helpers import MATRIX, assert_one_line_error, digest, run_cli, run_command
 
 import mpraster
+from mpraster import tiles
 from mpraster.errors import OptionError, OutputPathError, WindowFailed
 from mpraster.merge import merge_shards
+from mpraster.modes.threads import WORKER_THREAD_PREFIX
 from mpraster.sample import write_raster
 
 TERRAIN = ("slope", "aspect", "hillshade")
@@ -51,6 +54,34 @@ def test_terrain_outputs_are_the_single_output_files(tmp_path, dem, mode, io, jo
     alone = tmp_path / "alone.tif"
     mpraster.run(dem, {"aspect": alone}, "terrain", mode=mode, io=io, jobs=jobs, **options)
     assert digest(alone) == single["aspect"]
+
+
+@pytest.mark.parametrize(("mode", "io", "jobs"), MATRIX)
+def test_outputs_placed_and_written_by_gdal_in_one_pass(tmp_path, dem, monkeypatch, mode, io, jobs):
+    """slope's and aspect's tiles (float32, 1 KiB) placed, hillshade's (uint8, 256 B) by
+    GDAL's writer: a worker encodes the first two and hands the third over as pixels;
+    each file is still the bytes of its single-output run."""
+    monkeypatch.setenv(tiles.MIN_TILE_BYTES_VARIABLE, "512")
+    options = dict(block_size=16, creation_options={"COMPRESS": "DEFLATE"})
+    single = _single_runs(tmp_path, dem, **options)
+    targets = {name: tmp_path / f"{name}.tif" for name in TERRAIN}
+    planned = mpraster.plan_job(dem, targets, "terrain", mode=mode, io=io, jobs=jobs, **options)
+    said = [line for line in planned.describe().splitlines() if line.startswith("  tiles: ")]
+    assert ["GDAL encodes" in line for line in said] == [False, False, True]
+    encoded_by = []
+    encode = tiles.TileEncoder.encode
+
+    def recorded(self, array):
+        encoded_by.append(threading.current_thread().name)
+        return encode(self, array)
+
+    monkeypatch.setattr(tiles.TileEncoder, "encode", recorded)
+    mpraster.run(dem, targets, "terrain", mode=mode, io=io, jobs=jobs, **options)
+    assert {name: digest(path) for name, path in targets.items()} == single
+    if mode == "threads":  # who encoded (a process worker's calls are not seen here)
+        assert len(encoded_by) == 2 * len(planned.tiles)  # slope's and aspect's only
+        by = WORKER_THREAD_PREFIX if jobs > 1 else "mpraster-encode"
+        assert all(name.startswith(by) for name in encoded_by), set(encoded_by)
 
 
 def test_terrain_matches_numpy_horn_inside(tmp_path, dem):
