@@ -41,17 +41,30 @@ def reuses_blocks(job: Job) -> bool:
     )
 
 
-def reader_cache_bytes(job: Job) -> int:
-    """GDAL cache one reader (one dataset handle per input) needs; see `reuses_blocks`."""
+def reader_cache_bytes(job: Job, in_order: bool = False) -> int:
+    """GDAL cache one reader (one dataset handle per input) needs; see `reuses_blocks`.
+
+    Each block is decoded once when the cache holds every block a row of windows touches,
+    and a few more of the next row: GDAL evicts the least recently used block, and the
+    blocks the next row still needs were last used in step with those it does not.
+    ``in_order``: windows are read in plan order by one `mpraster.inputs.WindowReader`,
+    which keeps the rows a halo shares with the window below; a row of windows then asks
+    GDAL for ``block_size`` rows (and the halo once), not ``block_size + 2 * halo``.
+    """
     if not reuses_blocks(job):
         window_in, _ = job.window_bytes()
         return job.in_flight * window_in
     total = 0
+    rows_read = job.block_size if in_order else job.block_size + 2 * job.halo
     for info in job.infos:
         rows_of_blocks, cols_of_blocks = info.block_shape
-        rows = (-(-(job.block_size + 2 * job.halo) // rows_of_blocks) + 1) * rows_of_blocks
+        # Rows of blocks a row of windows touches, however it falls on the block grid.
+        rows = (-(-rows_read // rows_of_blocks) + 1) * rows_of_blocks
         cols = -(-info.width // cols_of_blocks) * cols_of_blocks
-        total += rows * cols * info.count * np.dtype(info.dtype).itemsize
+        # And the blocks of one window in the next row of blocks.
+        more = (-(-(job.block_size + 2 * job.halo) // cols_of_blocks) + 1) * cols_of_blocks
+        pixels = rows * cols + (rows_of_blocks * more if in_order else 0)
+        total += pixels * info.count * np.dtype(info.dtype).itemsize
     return total
 
 
@@ -64,7 +77,7 @@ def main_cache_bytes(job: Job) -> int:
     """
     budget = 2 * job.in_flight * job.tile_bytes
     if job.io == "main":
-        budget += reader_cache_bytes(job)
+        budget += reader_cache_bytes(job, in_order=True)
     elif job.mode == "threads":
         budget += job.jobs * reader_cache_bytes(job)
     return max(budget, MIN_CACHE_BYTES)
