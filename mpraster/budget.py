@@ -41,30 +41,57 @@ def reuses_blocks(job: Job) -> bool:
     )
 
 
-def reader_cache_bytes(job: Job, in_order: bool = False) -> int:
+def reader_cache_bytes(job: Job, in_bands: bool = False) -> int:
     """GDAL cache one reader (one dataset handle per input) needs; see `reuses_blocks`.
 
-    Each block is decoded once when the cache holds every block a row of windows touches,
-    and a few more of the next row: GDAL evicts the least recently used block, and the
-    blocks the next row still needs were last used in step with those it does not.
-    ``in_order``: windows are read in plan order by one `mpraster.inputs.WindowReader`,
-    which keeps the rows a halo shares with the window below; a row of windows then asks
-    GDAL for ``block_size`` rows (and the halo once), not ``block_size + 2 * halo``.
+    A reader asking GDAL for each window decodes each block once when the cache holds
+    every block a row of windows touches: GDAL evicts the least recently used block, and
+    the blocks the next row still needs were last used in step with those it does not.
+    A reader of whole bands of rows (``in_bands``, `band_rows`) asks for each block once:
+    the cache only carries a pixel-interleaved block's other bands through one request.
     """
     if not reuses_blocks(job):
         window_in, _ = job.window_bytes()
         return job.in_flight * window_in
     total = 0
-    rows_read = job.block_size if in_order else job.block_size + 2 * job.halo
     for info in job.infos:
         rows_of_blocks, cols_of_blocks = info.block_shape
-        # Rows of blocks a row of windows touches, however it falls on the block grid.
-        rows = (-(-rows_read // rows_of_blocks) + 1) * rows_of_blocks
-        cols = -(-info.width // cols_of_blocks) * cols_of_blocks
-        # And the blocks of one window in the next row of blocks.
-        more = (-(-(job.block_size + 2 * job.halo) // cols_of_blocks) + 1) * cols_of_blocks
-        pixels = rows * cols + (rows_of_blocks * more if in_order else 0)
-        total += pixels * info.count * np.dtype(info.dtype).itemsize
+        if in_bands:
+            rows = rows_of_blocks
+            cols = (-(-(job.block_size + 2 * job.halo) // cols_of_blocks) + 1) * cols_of_blocks
+        else:
+            # Rows of blocks a row of windows touches, however it falls on the block grid.
+            rows = (-(-(job.block_size + 2 * job.halo) // rows_of_blocks) + 1) * rows_of_blocks
+            cols = -(-info.width // cols_of_blocks) * cols_of_blocks
+        total += rows * cols * info.count * np.dtype(info.dtype).itemsize
+    return total
+
+
+def band_rows(job: Job) -> int | None:
+    """Rows the main process's reader asks GDAL for at a time, or None: window by window.
+
+    Where windows share blocks (`reuses_blocks`) and the main process reads (``--io
+    main``), it reads the inputs in bands of whole rows of tiles (`mpraster.inputs.
+    WindowReader`): each block decoded once, a band's blocks on GDAL's threads at once.
+    A reduction's reader reads window by window.
+    """
+    if getattr(job, "kernel", None) is None or job.io != "main" or not reuses_blocks(job):
+        return None
+    return job.block_size
+
+
+def reader_rows_bytes(job: Job) -> int:
+    """Bytes of the bands of rows the main process's reader holds at the peak: a row of
+    tiles, the rows of the next its halo reaches (a whole band, each block decoded once),
+    and the halo above."""
+    rows = band_rows(job)
+    if rows is None:
+        return 0
+    total = 0
+    for info in job.infos:
+        held = min(info.height, job.halo + rows + max(1, -(-job.halo // rows)) * rows)
+        per_row = info.width * (info.count * np.dtype(info.dtype).itemsize + info.has_mask)
+        total += held * per_row
     return total
 
 
@@ -77,7 +104,7 @@ def main_cache_bytes(job: Job) -> int:
     """
     budget = 2 * job.in_flight * job.tile_bytes
     if job.io == "main":
-        budget += reader_cache_bytes(job, in_order=True)
+        budget += reader_cache_bytes(job, in_bands=band_rows(job) is not None)
     elif job.mode == "threads":
         budget += job.jobs * reader_cache_bytes(job)
     return max(budget, MIN_CACHE_BYTES)
@@ -90,7 +117,8 @@ def worker_cache_bytes(job: Job) -> int:
 
 
 def memory_estimate(job: Job) -> dict[str, int]:
-    """Bytes of pixel data held at the peak: windows in flight and GDAL caches.
+    """Bytes of pixel data held at the peak: windows in flight, the rows the main
+    process's reader holds (`reader_rows_bytes`) and GDAL caches.
 
     The interpreter, NumPy and GDAL themselves add some 70 MiB per process on top.
     """
@@ -104,7 +132,13 @@ def memory_estimate(job: Job) -> dict[str, int]:
     # Results waiting for the writer's thread (`mpraster.write_thread`): one per worker
     # (a reduction has no output: nothing waits).
     windows += job.jobs * window_out
-    return {"windows": windows, "gdal_cache": caches, "total": windows + caches}
+    rows = reader_rows_bytes(job)
+    return {
+        "windows": windows,
+        "reader_rows": rows,
+        "gdal_cache": caches,
+        "total": windows + rows + caches,
+    }
 
 
 class CacheBudget:

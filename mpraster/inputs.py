@@ -203,8 +203,8 @@ def _looks_like_tiff(path: str) -> bool:
         return fh.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def open_raster(path: str) -> rasterio.io.DatasetReader:
-    """Open ``path`` for reading with a handle of its own.
+def open_raster(path: str, **options: str) -> rasterio.io.DatasetReader:
+    """Open ``path`` for reading with a handle of its own (``options``: GDAL open options).
 
     ``path`` may be any GDAL dataset name (see `is_local_path`); only a plain path is
     checked on the local filesystem first. Whether a name is missing, unreachable or not a
@@ -228,7 +228,7 @@ def open_raster(path: str) -> rasterio.io.DatasetReader:
         raise NotARasterError(f"input is a folder, not a raster: {path}")
     with GDAL_MESSAGES.listening() as heard:
         try:
-            return rasterio.open(path, sharing=False)
+            return rasterio.open(path, sharing=False, **options)
         except RasterioError as err:
             failure = err
     said = one_line(failure)
@@ -416,28 +416,65 @@ def split_arrays(
     return inputs, tuple(next(extra) if i.has_mask else None for i in infos)
 
 
+class _Band:
+    """Whole rows of one input (or its mask) a `WindowReader` holds: ``rows`` (bands x rows
+    x the raster's width) from row ``first``, read from GDAL up to column ``filled``."""
+
+    __slots__ = ("filled", "first", "rows")
+
+    def __init__(self, first: int, rows: np.ndarray, filled: int = 0) -> None:
+        self.first = first
+        self.rows = rows
+        self.filled = filled
+
+    @property
+    def stop(self) -> int:
+        return self.first + self.rows.shape[1]
+
+    def below(self, row: int) -> _Band:
+        """Its rows from ``row`` on, in an array of their own."""
+        return _Band(row, self.rows[:, row - self.first :].copy(), self.filled)
+
+
 class WindowReader:
     """Reads windows of every input with handles of its own, filling past the edge.
 
     ``fill`` is ``"edge"`` (edge pixels repeated outwards, which keeps neighbourhood
     kernels identical to a whole-raster computation at the edges) or ``"nodata"``.
 
-    Windows with a halo overlap their neighbour below by twice the halo. Those rows are
-    kept from one window to the next of its column and not asked of GDAL again: read in
-    plan order, each window row touches only its own blocks and the first rows of the
-    next, so GDAL's block cache needs one block row less (`mpraster.budget`). Read out of
-    order, a window simply finds nothing kept.
+    Without ``band_rows`` each window is asked of GDAL alone. With it (windows that share
+    blocks, read in plan order: `mpraster.budget.band_rows`), the inputs are read in bands
+    of ``band_rows`` whole rows, each asked of GDAL once, so every block is decoded once
+    and a band's blocks at the same time on ``threads`` of GDAL's threads (a compressed
+    GeoTIFF); windows are cut from the bands held, which are those a row of tiles and its
+    halo span. A window out of plan order is still read right: the reader starts again
+    from it.
     """
 
-    def __init__(self, specs: Sequence[InputSpec], infos: Sequence[InputInfo], fill: str) -> None:
+    def __init__(
+        self,
+        specs: Sequence[InputSpec],
+        infos: Sequence[InputInfo],
+        fill: str,
+        band_rows: int | None = None,
+        threads: int = 1,
+    ) -> None:
         self.infos = list(infos)
         self.fill = fill
+        self.band_rows = band_rows
+        self.threads = threads
         self.datasets: list[rasterio.io.DatasetReader] = []
-        # (input, mask?, col_off, width) -> (first row, the rows kept: bands x rows x cols)
-        self._kept: dict[tuple[int, bool, int, int], tuple[int, np.ndarray]] = {}
+        # (input, mask?) -> the bands held, in order; and a band's array free for the next
+        # band (bands of the same shape reuse it).
+        self._held: dict[tuple[int, bool], list[_Band]] = {}
+        self._spare: dict[tuple[int, bool], np.ndarray] = {}
         try:
-            for spec in specs:
-                self.datasets.append(open_raster(spec.path))
+            for spec, info in zip(specs, infos, strict=True):
+                src = open_raster(spec.path)
+                self.datasets.append(src)
+                if band_rows and threads > 1 and info.compression and src.driver == "GTiff":
+                    self.datasets[-1] = open_raster(spec.path, NUM_THREADS=str(threads))
+                    src.close()
         except BaseException:
             self.close()
             raise
@@ -465,27 +502,10 @@ class WindowReader:
     ) -> np.ndarray:
         read = task.read
         inner = read.intersection(Window(0, 0, src.width, src.height))
-        start, stop = int(inner.row_off), int(inner.row_off + inner.height)
-        key = (index, mask, int(inner.col_off), int(inner.width))
-        head = None
-        kept = self._kept.pop(key, None)
-        if kept is not None:
-            first, rows = kept
-            if first <= start < first + rows.shape[1] <= stop:
-                head = rows[:, start - first :]
-                start = first + rows.shape[1]
-        data = head
-        if start < stop or head is None:
-            part = Window(inner.col_off, start, inner.width, stop - start)
-            data = self._fetch(src, info, task, part, mask)
-            if head is not None:
-                data = np.concatenate([head, data], axis=1)
-        # The next window of this column reads from this one's last row minus its halo.
-        halo = int(task.window.row_off - read.row_off)
-        window_stop = int(task.window.row_off + task.window.height)
-        below = window_stop - halo
-        if halo and int(inner.row_off) <= below and window_stop < src.height:
-            self._kept[key] = (below, data[:, below - int(inner.row_off) :].copy())
+        if self.band_rows:
+            data = self._from_bands((index, mask), src, info, task, inner)
+        else:
+            data = self._fetch(src, info, task, inner, mask)
         top = int(inner.row_off - read.row_off)
         left = int(inner.col_off - read.col_off)
         bottom = int(read.height) - int(inner.height) - top
@@ -494,15 +514,78 @@ class WindowReader:
             data = self._pad(data, ((top, bottom), (left, right)), info, mask)
         return data[0] if mask else data
 
-    def _fetch(
-        self, src, info: InputInfo, task: WindowTask, window: Window, mask: bool
+    def _from_bands(
+        self, key: tuple[int, bool], src, info: InputInfo, task: WindowTask, inner: Window
     ) -> np.ndarray:
-        """``window`` of the input's bands (or its mask, as one band) from GDAL."""
+        """``inner`` cut from the bands held: a new array, which the kernel may keep or
+        change. A band's columns are read as windows reach them, ``threads`` blocks wide
+        at a time, so that reading keeps pace with the windows instead of stopping them
+        for a whole band."""
+        held = self._held.setdefault(key, [])
+        start, stop = int(inner.row_off), int(inner.row_off + inner.height)
+        if held and not held[0].first <= start <= held[-1].stop:
+            held.clear()  # out of plan order (a resumed run skips the windows it has)
+        # Rows above this row of tiles' halo are not asked for again in plan order.
+        halo = int(task.window.row_off - task.read.row_off)
+        low = max(0, min(start, int(task.tile.row_off) - halo))
+        while held and held[0].stop <= low:
+            self._spare[key] = held.pop(0).rows
+        if held and held[0].first < low:
+            self._spare[key] = held[0].rows
+            held[0] = held[0].below(low)
+        row = held[-1].stop if held else start
+        while row < stop:
+            end = min((row // self.band_rows + 1) * self.band_rows, src.height)
+            shape = (1 if key[1] else info.count, end - row, src.width)
+            spare = self._spare.pop(key, None)
+            rows = spare if spare is not None and spare.shape == shape else None
+            held.append(
+                _Band(
+                    row,
+                    np.empty(shape, info.dtype if not key[1] else np.uint8)
+                    if rows is None
+                    else rows,
+                )
+            )
+            row = end
+        cols = int(inner.col_off), int(inner.col_off + inner.width)
+        step = self.threads * info.block_shape[1]
+        for band in held:
+            if band.first < stop and band.stop > start and band.filled < cols[1]:
+                upto = min(src.width, -(-max(cols[1], band.filled + step) // step) * step)
+                window = Window(band.filled, band.first, upto - band.filled, band.stop - band.first)
+                part = band.rows[:, :, band.filled : upto]
+                got = self._fetch(src, info, task, window, key[1], None if key[1] else part)
+                if got is not part:
+                    part[...] = got
+                band.filled = upto
+        pieces = [
+            band.rows[
+                :,
+                max(start, band.first) - band.first : min(stop, band.stop) - band.first,
+                cols[0] : cols[1],
+            ]
+            for band in held
+            if band.first < stop and band.stop > start
+        ]
+        return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0].copy()
+
+    def _fetch(
+        self,
+        src,
+        info: InputInfo,
+        task: WindowTask,
+        window: Window,
+        mask: bool,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``window`` of the input's bands (or its mask, as one band) from GDAL, into
+        ``out`` if given (an array of that shape and type)."""
         try:
             if mask:
                 masks = [src.read_masks(b, window=window) for b in info.mask_bands]
                 return np.minimum.reduce(masks)[np.newaxis] if len(masks) > 1 else masks[0][None]
-            return src.read(list(info.bands), window=window)
+            return src.read(list(info.bands), window=window, out=out)
         except RasterioError as err:
             cause = (
                 "the file may be truncated or corrupt"
@@ -531,4 +614,5 @@ class WindowReader:
         for dataset in self.datasets:
             dataset.close()
         self.datasets = []
-        self._kept = {}
+        self._held = {}
+        self._spare = {}

@@ -174,8 +174,14 @@ class Job(budget.CacheBudget):
             f"{first.height * first.width / 1e6:.2f} MPix; at most {self.in_flight} windows "
             "in flight",
             f"memory estimate: {memory['total'] / 2**20:.0f} MiB of pixel data at the peak "
-            f"({memory['windows'] / 2**20:.1f} MiB windows in flight + GDAL caches capped at "
-            f"{memory['gdal_cache'] / 2**20:.0f} MiB), plus ~70 MiB per process",
+            f"({memory['windows'] / 2**20:.1f} MiB windows in flight + "
+            + (
+                f"{memory['reader_rows'] / 2**20:.0f} MiB of whole rows read + "
+                if memory["reader_rows"]
+                else ""
+            )
+            + f"GDAL caches capped at {memory['gdal_cache'] / 2**20:.0f} MiB), plus ~70 MiB "
+            "per process",
         ]
         for out in self.outputs:
             profile = ", ".join(

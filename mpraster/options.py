@@ -223,7 +223,10 @@ def worker_reads(infos: Sequence[InputInfo], halo: int) -> tuple[str, str]:
     if not compressed:
         return "main", "no input to decode"
     if halo:
-        return "main", f"a halo of {halo}: one reader decodes the tiles windows share once"
+        return "main", (
+            f"a halo of {halo}: one reader decodes the tiles windows share once, in bands "
+            "of whole rows on GDAL's threads"
+        )
     return "workers", f"each worker decodes its own windows ({compressed[0].compression} input)"
 
 

@@ -44,6 +44,9 @@ class RunStats:
     jobs: int = 0
     kernel: str = ""
     compression: str = ""  # the output's codec, "" for none
+    # The main process read the inputs in bands of whole rows for windows that share
+    # blocks (`mpraster.budget.band_rows`): each block decoded once, on GDAL's threads.
+    bands_read: bool = False
     # A job of several passes over the raster (``mpraster stats``): each pass's figures.
     passes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -131,7 +134,14 @@ class RunStats:
             "writer": f"writer-bound: the writer's thread was busy {percent} of wall time; "
             f"{help_writer}",
             "reader": f"reader-bound: the main process was reading {percent} of wall time; "
-            "try --io workers to read and decode in parallel",
+            + (
+                "it decodes each block once for every worker, -j blocks at a time on GDAL's "
+                "threads, where with --io workers each worker would decode again the blocks "
+                "its windows share with their neighbours: more -j, or an input that decodes "
+                "faster (ZSTD rather than DEFLATE or LZW, or none), is what helps"
+                if self.bands_read
+                else "try --io workers to read and decode in parallel"
+            ),
             "compute": f"compute-bound: kernels kept the workers {percent} busy; more -j "
             "(cores) or a faster kernel is what helps",
             "read": f"read-bound: workers spent {percent} of their time reading; faster "

@@ -51,9 +51,10 @@ def a_mask(rows=70, cols=50):
     return np.where(invalid, 0, 255).astype("uint8")
 
 
-def masked_raster(path, internal=True, shape=(3, 70, 50), dtype="uint8"):
-    """A GeoTIFF with a per-dataset mask, in the file or beside it (.msk)."""
-    write_raster(path, synthetic(shape, dtype))
+def masked_raster(path, internal=True, shape=(3, 70, 50), dtype="uint8", **options):
+    """A GeoTIFF with a per-dataset mask, in the file or beside it (.msk); ``options`` as
+    `write_raster` takes them."""
+    write_raster(path, synthetic(shape, dtype), **options)
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=internal), rasterio.open(path, "r+") as dst:
         dst.write_mask(a_mask(*shape[1:]))
     assert (path.parent / f"{path.name}.msk").exists() != internal

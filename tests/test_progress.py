@@ -26,7 +26,13 @@ from mpraster.stats import RunStats
             "writer",
             "the output is uncompressed: faster storage is what helps",
         ),
-        (dict(read_seconds=8.0, io="main", compute_seconds=2.0), "reader", "--io workers"),
+        (dict(read_seconds=8.0, io="main", compute_seconds=2.0), "reader", "try --io workers"),
+        # Windows that share blocks, read in bands: workers reading would decode them again.
+        (
+            dict(read_seconds=8.0, io="main", compute_seconds=2.0, bands_read=True),
+            "reader",
+            "each block once for every worker",
+        ),
         (dict(compute_seconds=18.0, io="main"), "compute", "-j"),
         (dict(read_seconds=16.0, io="workers", compute_seconds=1.0), "read", "storage"),
         (dict(compute_seconds=2.0, write_seconds=1.0, io="main"), "overhead", "--block-size"),

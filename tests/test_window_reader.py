@@ -1,6 +1,6 @@
-"""The window reader keeps the rows a halo shares with the window below: what it returns is
-what GDAL would return for each window read alone, in any order, and GDAL is asked for each
-row of a column of windows once."""
+"""The main process's window reader reads bands of whole rows where windows share blocks:
+what it returns is what GDAL returns for each window read alone, in any order, and GDAL is
+asked for each pixel once when the windows come in plan order."""
 
 from __future__ import annotations
 
@@ -26,19 +26,26 @@ def _in_kernel(src: np.ndarray) -> np.ndarray:
 in_place = mpraster.kernel(releases_gil=False, halo=2)(_in_kernel)
 
 
-def reads(job, order):
-    """Every task's arrays, read by one reader in ``order``; and the rows GDAL was asked."""
-    reader = WindowReader(job.inputs, job.infos, job.kernel.fill)
+def reads(job, order, threads=1):
+    """Every task's arrays, read by the main process's reader in ``order``; and the pixels
+    GDAL was asked for."""
+    reader = WindowReader(job.inputs, job.infos, job.kernel.fill, budget.band_rows(job), threads)
     asked = []
     fetch = reader._fetch
 
-    def counting(src, info, task, window, mask):
+    def counting(src, info, task, window, mask, out=None):
         asked.append(int(window.height) * int(window.width))
-        return fetch(src, info, task, window, mask)
+        return fetch(src, info, task, window, mask, out)
 
     reader._fetch = counting
+    got = {}
     try:
-        got = {task.index: reader.read(task) for task in order(job.tasks)}
+        for task in order(job.tasks):
+            arrays = reader.read(task)
+            got[task.index] = [a.copy() for a in arrays]
+            # A kernel may write into what it is given: what it is given is its own.
+            for a in arrays:
+                a[...] = 0
     finally:
         reader.close()
     return got, sum(asked)
@@ -57,27 +64,37 @@ def alone(job):
 
 
 @pytest.mark.parametrize(
-    "kernel, params, block, jobs, bands",
+    "kernel, params, block, jobs, shape",
     [
-        ("focal-mean", {"size": 3}, 16, 1, 2),
-        ("focal-mean", {"size": 7}, 16, 1, 2),
+        ("focal-mean", {"size": 3}, 16, 1, (2, 70, 50)),
+        ("focal-mean", {"size": 7}, 16, 1, (2, 70, 50)),
         # A halo about a window's height, and tiles cut into row strips (-j 3 on 20
         # tiles) shorter than the halo.
-        ("focal-mean", {"size": 31}, 16, 3, 2),
-        ("slope", {}, 32, 2, 1),
+        ("focal-mean", {"size": 31}, 16, 3, (2, 70, 50)),
+        ("slope", {}, 32, 2, (1, 70, 50)),
         # No halo: nothing shared, nothing kept.
-        ("reverse", {}, 16, 1, 2),
+        ("reverse", {}, 16, 1, (2, 70, 50)),
+        # Strips inside a band, clear of the raster's edges: cut from one band alone.
+        ("focal-mean", {"size": 5}, 64, 3, (1, 128, 192)),
     ],
 )
 def test_windows_read_in_order_are_the_windows_read_alone(
-    tmp_path, kernel, params, block, jobs, bands
+    tmp_path, kernel, params, block, jobs, shape
 ):
-    src = masked_raster(tmp_path / "masked.tif", dtype="float32", shape=(bands, 70, 50))
+    # Compressed tiles of 16: a band's columns are read two blocks at a time, on two of
+    # GDAL's threads.
+    src = masked_raster(
+        tmp_path / "masked.tif",
+        dtype="float32",
+        shape=shape,
+        tile=16,
+        compress="deflate",
+    )
     job = mpraster.plan_job(
         src, tmp_path / "o.tif", kernel, params=params, block_size=block, jobs=jobs
     )
     expected = alone(job)
-    in_order, asked = reads(job, list)
+    in_order, asked = reads(job, list, threads=2)
     backwards, asked_backwards = reads(job, lambda tasks: tasks[::-1])
     for got in (in_order, backwards):
         assert got.keys() == expected.keys()
@@ -85,42 +102,57 @@ def test_windows_read_in_order_are_the_windows_read_alone(
             assert len(got[index]) == len(arrays) == 2  # the bands and the mask
             for a, b in zip(got[index], arrays, strict=True):
                 assert a.dtype == b.dtype and np.array_equal(a, b)
-    # In plan order GDAL is asked for less when windows overlap, never more; out of order
-    # nothing kept applies, and each window is asked for whole.
-    whole = sum(
-        int(t.read.intersection(rasterio.windows.Window(0, 0, 50, 70)).height)
-        * int(t.read.intersection(rasterio.windows.Window(0, 0, 50, 70)).width)
-        for t in job.tasks
-    )
-    assert asked_backwards == 2 * whole  # data and mask
-    if job.halo:
-        assert asked < asked_backwards
+    if budget.band_rows(job) is None:
+        # No halo, tiles on the window grid: each window alone, nothing read twice.
+        assert job.halo == 0
+        assert asked == asked_backwards == 2 * shape[1] * shape[2]
     else:
-        assert asked == asked_backwards
+        # In plan order GDAL is asked for each pixel (and each mask pixel) once.
+        assert asked == 2 * shape[1] * shape[2] < asked_backwards
 
 
 @pytest.mark.parametrize("mode", ["threads", "processes"])
-def test_a_kernel_that_writes_into_its_input_does_not_change_the_next_window(tmp_path, mode):
-    data = synthetic((1, 70, 50), "float32")
-    src = write_raster(tmp_path / "in.tif", data)
+@pytest.mark.parametrize(
+    "shape, block",
+    # Windows across rows of tiles; and one row of tiles, where a window is cut from one
+    # band alone.
+    [((1, 70, 50), 16), ((1, 30, 70), 32)],
+)
+def test_a_kernel_that_writes_into_its_input_does_not_change_the_next_window(
+    tmp_path, mode, shape, block
+):
+    data = synthetic(shape, "float32")
+    src = write_raster(tmp_path / "in.tif", data, tile=16)
     out = tmp_path / f"{mode}.tif"
-    mpraster.run(src, out, in_place, mode=mode, io="main", jobs=2, block_size=16)
+    mpraster.run(src, out, in_place, mode=mode, io="main", jobs=2, block_size=block)
     with rasterio.open(out) as o:
         assert np.array_equal(o.read(), data)
 
 
-def test_reading_in_order_needs_a_row_of_blocks_less_cache(tmp_path, make_raster, monkeypatch):
+def test_the_main_reader_holds_two_rows_of_tiles_and_gdal_caches_a_window(
+    tmp_path, make_raster, monkeypatch
+):
     src = make_raster((1, 512, 512), "float32", tile=32)
     job = mpraster.plan_job(src, tmp_path / "o.tif", "slope", jobs=2, block_size=32)
-    row_of_blocks = 32 * 512 * 4
-    assert budget.reader_cache_bytes(job) == 3 * row_of_blocks
-    # Two rows of blocks and the three blocks of a window in the next.
-    assert budget.reader_cache_bytes(job, in_order=True) == 2 * row_of_blocks + 3 * 32 * 32 * 4
-    # The main process reads in plan order (--io main) and is given that cache.
+    assert job.io == "main" and budget.band_rows(job) == 32
+    row_of_tiles = 32 * 512 * 4
+    # Asked window by window, GDAL must cache the three rows of blocks a row of windows
+    # touches; read in bands, each block is asked for once: the blocks of one window.
+    assert budget.reader_cache_bytes(job) == 3 * row_of_tiles
+    assert budget.reader_cache_bytes(job, in_bands=True) == 3 * 32 * 32 * 4
+    # The reader holds the halo above, a row of tiles and the next row.
+    assert budget.reader_rows_bytes(job) == (1 + 2 * 32) * 512 * 4
     monkeypatch.setattr(budget, "MIN_CACHE_BYTES", 0)
-    assert job.io == "main"
     writer = 2 * job.in_flight * job.tile_bytes
-    assert job.main_cache_bytes == writer + budget.reader_cache_bytes(job, in_order=True)
+    assert job.main_cache_bytes == writer + 3 * 32 * 32 * 4
+    memory = job.memory_estimate()
+    assert memory["reader_rows"] == budget.reader_rows_bytes(job)
+    assert memory["total"] == memory["windows"] + memory["reader_rows"] + memory["gdal_cache"]
+    # Workers reading their own windows read them alone.
+    workers = mpraster.plan_job(
+        src, tmp_path / "w.tif", "slope", jobs=2, block_size=32, io="workers"
+    )
+    assert budget.band_rows(workers) is None and budget.reader_rows_bytes(workers) == 0
 
 
 def test_a_mask_read_in_order_is_the_mask(tmp_path):
