@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mpraster.inputs import gdal_env
+from mpraster.inputs import band_grid, gdal_env
 
 if TYPE_CHECKING:
     from mpraster.job import Job
@@ -47,7 +47,7 @@ def reader_cache_bytes(job: Job, in_bands: bool = False) -> int:
     A reader asking GDAL for each window decodes each block once when the cache holds
     every block a row of windows touches: GDAL evicts the least recently used block, and
     the blocks the next row still needs were last used in step with those it does not.
-    A reader of whole bands of rows (``in_bands``, `band_rows`) asks for each block once:
+    A reader of bands of whole rows (``in_bands``, `reads_in_bands`) asks for each block once:
     the cache only carries a pixel-interleaved block's other bands through one request.
     """
     if not reuses_blocks(job):
@@ -67,31 +67,28 @@ def reader_cache_bytes(job: Job, in_bands: bool = False) -> int:
     return total
 
 
-def band_rows(job: Job) -> int | None:
-    """Rows the main process's reader asks GDAL for at a time, or None: window by window.
+def reads_in_bands(job: Job) -> bool:
+    """Whether the main process's reader reads the inputs in bands of whole rows of blocks.
 
-    Where windows share blocks (`reuses_blocks`) and the main process reads (``--io
-    main``), it reads the inputs in bands of whole rows of tiles (`mpraster.inputs.
-    WindowReader`): each block decoded once, a band's blocks on GDAL's threads at once.
-    A reduction's reader reads window by window.
+    It does where windows share blocks (`reuses_blocks`) and the main process reads (``--io
+    main``; `mpraster.inputs.WindowReader`): each block is asked of GDAL once, a band's
+    blocks decoded on GDAL's threads at once. A reduction's reader reads window by window.
     """
-    if getattr(job, "kernel", None) is None or job.io != "main" or not reuses_blocks(job):
-        return None
-    return job.block_size
+    return getattr(job, "kernel", None) is not None and job.io == "main" and reuses_blocks(job)
 
 
 def reader_rows_bytes(job: Job) -> int:
-    """Bytes of the bands of rows the main process's reader holds at the peak: a row of
-    tiles, the rows of the next its halo reaches (a whole band, each block decoded once),
-    and the halo above."""
-    rows = band_rows(job)
-    if rows is None:
+    """Bytes of the bands of rows the main process's reader holds at the peak: the halo
+    above a row of windows, the row, and the whole blocks its halo below reaches (see
+    `mpraster.inputs.band_grid`)."""
+    if not reads_in_bands(job):
         return 0
     total = 0
     for info in job.infos:
-        held = min(info.height, job.halo + rows + max(1, -(-job.halo // rows)) * rows)
+        block_rows = info.block_shape[0]
+        held = 2 * job.halo + band_grid(job.block_size, block_rows) + block_rows - 1
         per_row = info.width * (info.count * np.dtype(info.dtype).itemsize + info.has_mask)
-        total += held * per_row
+        total += min(info.height, held) * per_row
     return total
 
 
@@ -104,7 +101,7 @@ def main_cache_bytes(job: Job) -> int:
     """
     budget = 2 * job.in_flight * job.tile_bytes
     if job.io == "main":
-        budget += reader_cache_bytes(job, in_bands=band_rows(job) is not None)
+        budget += reader_cache_bytes(job, in_bands=reads_in_bands(job))
     elif job.mode == "threads":
         budget += job.jobs * reader_cache_bytes(job)
     return max(budget, MIN_CACHE_BYTES)

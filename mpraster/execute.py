@@ -32,7 +32,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from mpraster.assembly import TileAssembly, WholeTile
-from mpraster.budget import band_rows, main_gdal_env
+from mpraster.budget import main_gdal_env, reads_in_bands
 from mpraster.errors import Interrupted, MprasterError, WorkerDied
 from mpraster.inputs import WindowReader, network_config
 from mpraster.job import InputsArg, Job, OutputPlan, plan_job
@@ -210,7 +210,7 @@ def _run_pipeline(
         jobs=job.jobs,
         kernel=job.kernel.name,
         compression=str(job.profile.get("compress") or "").upper(),
-        bands_read=band_rows(job) is not None,
+        bands_read=reads_in_bands(job),
     )
     finished = False
     resumed: list[ResumeSource] = []
@@ -230,7 +230,13 @@ def _run_pipeline(
         if job.io == "main":
             # Where windows share blocks, bands of whole rows, -j blocks decoded at a time
             # on GDAL's threads (more would take the cores of the workers).
-            reader = WindowReader(job.inputs, job.infos, job.kernel.fill, band_rows(job), job.jobs)
+            reader = WindowReader(
+                job.inputs,
+                job.infos,
+                job.kernel.fill,
+                job.block_size if reads_in_bands(job) else None,
+                job.jobs,
+            )
         backend = make_backend(job, _worker_spec(job), executor)
         feeder = _Feeder(
             backend, reader, resumed if len(resumed) == len(job.outputs) else [], stats

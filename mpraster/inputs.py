@@ -416,6 +416,12 @@ def split_arrays(
     return inputs, tuple(next(extra) if i.has_mask else None for i in infos)
 
 
+def band_grid(window_rows: int, block_rows: int) -> int:
+    """The most rows a `WindowReader` reading in bands asks GDAL for at once: the
+    windows' rows, rounded up to whole blocks (each block read once, whole)."""
+    return -(-window_rows // block_rows) * block_rows
+
+
 class _Band:
     """Whole rows of one input (or its mask) a `WindowReader` holds: ``rows`` (bands x rows
     x the raster's width) from row ``first``, read from GDAL up to column ``filled``."""
@@ -436,19 +442,27 @@ class _Band:
         return _Band(row, self.rows[:, row - self.first :].copy(), self.filled)
 
 
+def _keep(spare: dict[tuple[int, ...], np.ndarray], rows: np.ndarray) -> None:
+    """Keep ``rows`` for a band of its shape, and the last array of one other shape."""
+    spare.pop(rows.shape, None)
+    spare[rows.shape] = rows
+    while len(spare) > 2:
+        del spare[next(iter(spare))]
+
+
 class WindowReader:
     """Reads windows of every input with handles of its own, filling past the edge.
 
     ``fill`` is ``"edge"`` (edge pixels repeated outwards, which keeps neighbourhood
     kernels identical to a whole-raster computation at the edges) or ``"nodata"``.
 
-    Without ``band_rows`` each window is asked of GDAL alone. With it (windows that share
-    blocks, read in plan order: `mpraster.budget.band_rows`), the inputs are read in bands
-    of ``band_rows`` whole rows, each asked of GDAL once, so every block is decoded once
-    and a band's blocks at the same time on ``threads`` of GDAL's threads (a compressed
-    GeoTIFF); windows are cut from the bands held, which are those a row of tiles and its
-    halo span. A window out of plan order is still read right: the reader starts again
-    from it.
+    Without ``band_rows`` each window is asked of GDAL alone. With it (the windows' rows,
+    where windows share blocks and come in plan order: `mpraster.budget.reads_in_bands`),
+    the inputs are read in bands of whole rows of blocks (`band_grid`), each block asked
+    of GDAL once, so decoded once, ``threads`` blocks at a time on GDAL's threads (a
+    compressed GeoTIFF); windows are cut from the bands held, which are those a row of
+    windows and its halo span. A window out of plan order is still read right: the
+    reader starts again from it.
     """
 
     def __init__(
@@ -464,10 +478,10 @@ class WindowReader:
         self.band_rows = band_rows
         self.threads = threads
         self.datasets: list[rasterio.io.DatasetReader] = []
-        # (input, mask?) -> the bands held, in order; and a band's array free for the next
-        # band (bands of the same shape reuse it).
+        # (input, mask?) -> the bands held, in order; and the arrays of the last two bands
+        # dropped, by shape, for the next bands (a run's bands have a shape or two).
         self._held: dict[tuple[int, bool], list[_Band]] = {}
-        self._spare: dict[tuple[int, bool], np.ndarray] = {}
+        self._spare: dict[tuple[int, bool], dict[tuple[int, ...], np.ndarray]] = {}
         try:
             for spec, info in zip(specs, infos, strict=True):
                 src = open_raster(spec.path)
@@ -528,25 +542,25 @@ class WindowReader:
         # Rows above this row of tiles' halo are not asked for again in plan order.
         halo = int(task.window.row_off - task.read.row_off)
         low = max(0, min(start, int(task.tile.row_off) - halo))
+        spare = self._spare.setdefault(key, {})
         while held and held[0].stop <= low:
-            self._spare[key] = held.pop(0).rows
+            _keep(spare, held.pop(0).rows)
         if held and held[0].first < low:
-            self._spare[key] = held[0].rows
+            _keep(spare, held[0].rows)
             held[0] = held[0].below(low)
         row = held[-1].stop if held else start
+        block_rows = info.block_shape[0]
+        grid = band_grid(self.band_rows, block_rows)
         while row < stop:
-            end = min((row // self.band_rows + 1) * self.band_rows, src.height)
+            # To the end of the blocks the window reaches, in bands on the grid: each
+            # block read once, whole, and a band dropped whole once passed.
+            end = min((row // grid + 1) * grid, -(-stop // block_rows) * block_rows, src.height)
             shape = (1 if key[1] else info.count, end - row, src.width)
-            spare = self._spare.pop(key, None)
-            rows = spare if spare is not None and spare.shape == shape else None
-            held.append(
-                _Band(
-                    row,
-                    np.empty(shape, info.dtype if not key[1] else np.uint8)
-                    if rows is None
-                    else rows,
-                )
-            )
+            rows = spare.pop(shape, None)
+            if rows is None:
+                spare.clear()  # none of this shape: let those go before taking more
+                rows = np.empty(shape, np.uint8 if key[1] else info.dtype)
+            held.append(_Band(row, rows))
             row = end
         cols = int(inner.col_off), int(inner.col_off + inner.width)
         step = self.threads * info.block_shape[1]

@@ -45,7 +45,7 @@ class RunStats:
     kernel: str = ""
     compression: str = ""  # the output's codec, "" for none
     # The main process read the inputs in bands of whole rows for windows that share
-    # blocks (`mpraster.budget.band_rows`): each block decoded once, on GDAL's threads.
+    # blocks (`mpraster.budget.reads_in_bands`): each block decoded once, on GDAL's threads.
     bands_read: bool = False
     # A job of several passes over the raster (``mpraster stats``): each pass's figures.
     passes: list[dict[str, Any]] = field(default_factory=list)

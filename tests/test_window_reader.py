@@ -29,7 +29,8 @@ in_place = mpraster.kernel(releases_gil=False, halo=2)(_in_kernel)
 def reads(job, order, threads=1):
     """Every task's arrays, read by the main process's reader in ``order``; and the pixels
     GDAL was asked for."""
-    reader = WindowReader(job.inputs, job.infos, job.kernel.fill, budget.band_rows(job), threads)
+    rows = job.block_size if budget.reads_in_bands(job) else None
+    reader = WindowReader(job.inputs, job.infos, job.kernel.fill, rows, threads)
     asked = []
     fetch = reader._fetch
 
@@ -64,34 +65,36 @@ def alone(job):
 
 
 @pytest.mark.parametrize(
-    "kernel, params, block, jobs, shape",
+    "kernel, params, block, jobs, shape, tile",
     [
-        ("focal-mean", {"size": 3}, 16, 1, (2, 70, 50)),
-        ("focal-mean", {"size": 7}, 16, 1, (2, 70, 50)),
+        ("focal-mean", {"size": 3}, 16, 1, (2, 70, 50), 16),
+        ("focal-mean", {"size": 7}, 16, 1, (2, 70, 50), 16),
         # A halo about a window's height, and tiles cut into row strips (-j 3 on 20
         # tiles) shorter than the halo.
-        ("focal-mean", {"size": 31}, 16, 3, (2, 70, 50)),
-        ("slope", {}, 32, 2, (1, 70, 50)),
+        ("focal-mean", {"size": 31}, 16, 3, (2, 70, 50), 16),
+        ("slope", {}, 32, 2, (1, 70, 50), 16),
         # No halo: nothing shared, nothing kept.
-        ("reverse", {}, 16, 1, (2, 70, 50)),
+        ("reverse", {}, 16, 1, (2, 70, 50), 16),
         # Strips inside a band, clear of the raster's edges: cut from one band alone.
-        ("focal-mean", {"size": 5}, 64, 3, (1, 128, 192)),
+        ("focal-mean", {"size": 5}, 64, 3, (1, 128, 192), 16),
+        # Blocks taller than the windows: bands of whole blocks, two rows of windows each.
+        ("focal-mean", {"size": 3}, 16, 1, (1, 70, 50), 32),
+        # A striped file (GDAL's default layout: strips of a few rows across the raster),
+        # pixel-interleaved; without a halo too, as each strip spans a row of windows.
+        ("focal-mean", {"size": 3}, 16, 1, (3, 70, 50), None),
+        ("reverse", {}, 16, 1, (3, 70, 50), None),
     ],
 )
 def test_windows_read_in_order_are_the_windows_read_alone(
-    tmp_path, kernel, params, block, jobs, shape
+    tmp_path, kernel, params, block, jobs, shape, tile
 ):
-    # Compressed tiles of 16: a band's columns are read two blocks at a time, on two of
-    # GDAL's threads.
+    # Compressed blocks: a band's columns are read two blocks at a time, on two of GDAL's
+    # threads.
     src = masked_raster(
-        tmp_path / "masked.tif",
-        dtype="float32",
-        shape=shape,
-        tile=16,
-        compress="deflate",
+        tmp_path / "masked.tif", dtype="float32", shape=shape, tile=tile, compress="deflate"
     )
     job = mpraster.plan_job(
-        src, tmp_path / "o.tif", kernel, params=params, block_size=block, jobs=jobs
+        src, tmp_path / "o.tif", kernel, params=params, block_size=block, jobs=jobs, io="main"
     )
     expected = alone(job)
     in_order, asked = reads(job, list, threads=2)
@@ -102,9 +105,9 @@ def test_windows_read_in_order_are_the_windows_read_alone(
             assert len(got[index]) == len(arrays) == 2  # the bands and the mask
             for a, b in zip(got[index], arrays, strict=True):
                 assert a.dtype == b.dtype and np.array_equal(a, b)
-    if budget.band_rows(job) is None:
+    if not budget.reads_in_bands(job):
         # No halo, tiles on the window grid: each window alone, nothing read twice.
-        assert job.halo == 0
+        assert job.halo == 0 and tile == 16
         assert asked == asked_backwards == 2 * shape[1] * shape[2]
     else:
         # In plan order GDAL is asked for each pixel (and each mask pixel) once.
@@ -134,7 +137,7 @@ def test_the_main_reader_holds_two_rows_of_tiles_and_gdal_caches_a_window(
 ):
     src = make_raster((1, 512, 512), "float32", tile=32)
     job = mpraster.plan_job(src, tmp_path / "o.tif", "slope", jobs=2, block_size=32)
-    assert job.io == "main" and budget.band_rows(job) == 32
+    assert job.io == "main" and budget.reads_in_bands(job)
     row_of_tiles = 32 * 512 * 4
     # Asked window by window, GDAL must cache the three rows of blocks a row of windows
     # touches; read in bands, each block is asked for once: the blocks of one window.
@@ -152,7 +155,7 @@ def test_the_main_reader_holds_two_rows_of_tiles_and_gdal_caches_a_window(
     workers = mpraster.plan_job(
         src, tmp_path / "w.tif", "slope", jobs=2, block_size=32, io="workers"
     )
-    assert budget.band_rows(workers) is None and budget.reader_rows_bytes(workers) == 0
+    assert not budget.reads_in_bands(workers) and budget.reader_rows_bytes(workers) == 0
 
 
 def test_a_mask_read_in_order_is_the_mask(tmp_path):
