@@ -38,6 +38,23 @@ def test_stalled_read_fails_naming_the_window(tmp_path, served, mpraster_cmd, cl
     assert sorted(p.name for p in tmp_path.iterdir()) == ["www"]
 
 
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_stalled_read_of_a_band_fails_naming_the_window(
+    tmp_path, served, mpraster_cmd, cli_env, mode
+):
+    """A halo kernel: the main process reads the input in bands of whole rows."""
+    server, src = served
+    server.hold_from = tile_offset(src, 9)
+    env = http_env(cli_env, low_speed_time=1, max_retry=0)
+    out = tmp_path / "out.tif"
+    args = ["/vsicurl/" + server.url("in.tif"), out, "-k", "focal-mean", "--mode", mode]
+    options = ["--io", "main", "--block-size", "64", "-j", "2", "--progress", "none"]
+    proc = run_cli(mpraster_cmd, env, *args, *options, timeout=HANG_SECONDS)
+    assert_one_line_error(proc, 5, "failed at window", "network read failed after GDAL's timeouts")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["www"]
+
+
 @pytest.mark.parametrize("mode,io", PLACEMENTS)
 def test_sigterm_stops_a_run_stuck_in_a_stalled_read(
     tmp_path, served, mpraster_cmd, cli_env, mode, io
