@@ -183,6 +183,8 @@ class InputInfo:
     # decoding helps choose who reads (`RunOptions.placement`).
     compression: str | None = None
     predictor: int = 1
+    # GDAL's short name of its driver ("GTiff", "VRT", ...); "" where not known.
+    driver: str = ""
 
     @property
     def count(self) -> int:
@@ -360,6 +362,7 @@ def _input_info(path: str, src, bands: tuple[int, ...], dtype: str) -> InputInfo
         block_shape=tuple(src.block_shapes[bands[0] - 1]),
         nodatavals=nodatavals,
         mask_bands=mask_bands,
+        driver=src.driver,
         **input_codec(src),
     )
 
@@ -484,11 +487,10 @@ class WindowReader:
         self._spare: dict[tuple[int, bool], dict[tuple[int, ...], np.ndarray]] = {}
         try:
             for spec, info in zip(specs, infos, strict=True):
-                src = open_raster(spec.path)
-                self.datasets.append(src)
-                if band_rows and threads > 1 and info.compression and src.driver == "GTiff":
-                    self.datasets[-1] = open_raster(spec.path, NUM_THREADS=str(threads))
-                    src.close()
+                # A band spans many blocks: GDAL decodes a compressed GeoTIFF's on its threads.
+                decode = band_rows and threads > 1 and info.compression and info.driver == "GTiff"
+                options = {"NUM_THREADS": str(threads)} if decode else {}
+                self.datasets.append(open_raster(spec.path, **options))
         except BaseException:
             self.close()
             raise
